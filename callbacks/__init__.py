@@ -1,0 +1,16 @@
+"""Training callbacks: sample visualisation and mode-coverage metrics, logged to whatever loggers exist."""
+
+from callbacks.logging import PeriodicCallback, figure_to_array, log_image, log_metrics
+from callbacks.modes import ModeCoverage, grid_mode_metrics
+from callbacks.samples import SampleGrid, isolated_sample
+
+__all__ = [
+    "ModeCoverage",
+    "PeriodicCallback",
+    "SampleGrid",
+    "figure_to_array",
+    "grid_mode_metrics",
+    "isolated_sample",
+    "log_image",
+    "log_metrics",
+]

@@ -1,0 +1,149 @@
+"""Logger-agnostic logging of images and scalars from callbacks, and the schedule they log on.
+
+Callbacks call :func:`log_image` / :func:`log_metrics` and need not know which loggers the trainer has:
+W&B and TensorBoard get the image natively; without an image-capable logger (CSVLogger only, or no logger)
+the image is written as a PNG so that it is never silently lost.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+
+
+def to_uint8_hwc(image: np.ndarray | torch.Tensor) -> np.ndarray:
+    """A uint8 HWC array (returned as is) or a CHW float tensor in [0, 1] -> uint8 HWC array (C = 1 or 3)."""
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3:
+            raise ValueError(f"numpy images must be uint8 HWC, got {image.dtype} of shape {image.shape}")
+        return image
+    if image.ndim != 3:
+        raise ValueError(f"tensor images must be CHW, got shape {tuple(image.shape)}")
+    image = image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
+    return image.permute(1, 2, 0).cpu().numpy()
+
+
+def figure_to_array(fig: Figure) -> np.ndarray:
+    """Render a matplotlib figure to a uint8 RGB HWC array and close it.
+
+    An Agg canvas is attached explicitly, so this works headless whatever pyplot's backend is."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    rgb = np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    _close(fig)
+    return rgb
+
+
+def _close(fig: Figure) -> None:
+    # Figures made with pyplot stay alive in its registry until closed; plain Figure objects need nothing.
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        pyplot.close(fig)
+
+
+def _is_image_logger(logger: Logger) -> bool:
+    return isinstance(logger, WandbLogger | TensorBoardLogger)
+
+
+def image_dir(trainer: L.Trainer) -> Path:
+    """Where PNGs go: ``<first logger's log_dir, else trainer.default_root_dir>/images``.
+
+    Not ``trainer.log_dir``: that broadcasts across ranks and would hang when only rank zero calls it."""
+    for logger in trainer.loggers:
+        log_dir = getattr(logger, "log_dir", None)
+        if log_dir is not None:
+            return Path(log_dir) / "images"
+    return Path(trainer.default_root_dir) / "images"
+
+
+def log_image(trainer: L.Trainer, key: str, image: np.ndarray | torch.Tensor, step: int | None = None,
+              save_png: bool | None = None) -> Path | None:
+    """Log ``image`` under ``key`` to every image-capable logger of ``trainer`` (rank zero only).
+
+    ``save_png``: ``None`` writes a PNG only when no logger can take images; ``True``/``False`` force it.
+    Returns the PNG path if one was written."""
+    if not trainer.is_global_zero:
+        return None
+    step = trainer.global_step if step is None else step
+    array = to_uint8_hwc(image)
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_image(key=key, images=[array], step=step)
+        elif isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_image(key, array, global_step=step, dataformats="HWC")
+    if save_png is None:
+        save_png = not any(_is_image_logger(logger) for logger in trainer.loggers)
+    if not save_png:
+        return None
+    path = image_dir(trainer) / f"{key.replace('/', '_')}_step{step}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(path)
+    return path
+
+
+def log_metrics(trainer: L.Trainer, metrics: Mapping[str, float], step: int | None = None) -> None:
+    """Log scalars to every logger of ``trainer`` (rank zero only), outside ``LightningModule.log``."""
+    if not trainer.is_global_zero:
+        return
+    step = trainer.global_step if step is None else step
+    for logger in trainer.loggers:
+        logger.log_metrics(dict(metrics), step=step)
+
+
+class PeriodicCallback(Callback):
+    """Calls :meth:`log_now` every ``every_n_steps`` optimizer steps and/or every ``every_n_epochs`` epochs,
+    and once more at the end of training; never twice for the same global step, and on rank zero only.
+
+    Steps are counted with ``trainer.global_step``, which may advance by more than one per batch (GANs that
+    step two optimizers), so a step event fires whenever ``global_step // every_n_steps`` increases rather
+    than on exact multiples."""
+
+    def __init__(self, every_n_steps: int | None = None, every_n_epochs: int | None = 1) -> None:
+        for name, value in (("every_n_steps", every_n_steps), ("every_n_epochs", every_n_epochs)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be None or >= 1, got {value}")
+        self.every_n_steps = every_n_steps
+        self.every_n_epochs = every_n_epochs
+        self._last_step_bucket = 0
+        self._last_logged_step: int | None = None
+
+    def log_now(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        raise NotImplementedError
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Start from the current step so that a resumed run does not re-log the buckets it has passed.
+        if self.every_n_steps:
+            self._last_step_bucket = trainer.global_step // self.every_n_steps
+        self._last_logged_step = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        if self.every_n_steps:
+            bucket = trainer.global_step // self.every_n_steps
+            if bucket > self._last_step_bucket:
+                self._last_step_bucket = bucket
+                self._log_once(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._log_once(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._log_once(trainer, pl_module)
+
+    def _log_once(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_step == self._last_logged_step:
+            return
+        self._last_logged_step = trainer.global_step
+        if trainer.is_global_zero:
+            self.log_now(trainer, pl_module)

@@ -1,0 +1,161 @@
+"""The datamodule base every zoo dataset shares.
+
+Batches are dicts: ``{"x": Tensor[B, *data_shape]}`` plus optional keys (``"label"``, ``"tangents"`` of
+shape ``[B, *data_shape, k]``). Models read only the keys they need, so a tangent-carrying batch (FlatGAN)
+flows through the same loaders as a plain one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+
+class DataNotFoundError(FileNotFoundError):
+    """Raised when a dataset's files are missing and cannot be downloaded."""
+
+
+class DictDataset(Dataset):
+    """Wraps a dataset of ``(x, label)`` pairs (torchvision style) into dict samples."""
+
+    def __init__(self, dataset: Dataset, keys: Sequence[str] = ("x", "label")) -> None:
+        self.dataset = dataset
+        self.keys = tuple(keys)
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.dataset[index]
+        if not isinstance(item, tuple | list):
+            item = (item,)
+        return dict(zip(self.keys, item, strict=False))
+
+
+class TensorDictDataset(Dataset):
+    """Dict samples from tensors of equal length, e.g. ``TensorDictDataset(x=points, tangents=t)``."""
+
+    def __init__(self, **tensors: torch.Tensor) -> None:
+        lengths = {len(t) for t in tensors.values()}
+        if len(lengths) != 1:
+            lengths_by_name = {name: len(t) for name, t in tensors.items()}
+            raise ValueError(f"all tensors must have the same length, got {lengths_by_name}")
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(next(iter(self.tensors.values())))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {k: v[index] for k, v in self.tensors.items()}
+
+
+class ResumableSampler(DistributedSampler):
+    """Seeded shuffling whose order is a function of (seed, epoch) only, sharded over ranks, that can skip
+    the samples an interrupted epoch already consumed. This is what makes ``--ckpt_path`` resume exact:
+    Lightning restarts a dataloader from its first batch, which would replay (and reorder) data."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int = 1, rank: int = 0, shuffle: bool = True, seed: int = 0,
+                 batch_size: int = 1) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=True)
+        self.batch_size = batch_size
+        self._skip_epoch = -1
+        self._skip_batches = 0
+
+    def skip_batches(self, epoch: int, num_batches: int) -> None:
+        """Drop the first ``num_batches`` batches of ``epoch`` (once), because they were trained on already."""
+        self._skip_epoch, self._skip_batches = epoch, num_batches
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(super().__iter__())
+        if self.epoch == self._skip_epoch:
+            indices = indices[self._skip_batches * self.batch_size:]
+            self._skip_epoch = -1
+        return iter(indices)
+
+
+class ZooDataModule(L.LightningDataModule):
+    """Shared base: splits, loaders, seeding and the value-range contract.
+
+    Subclasses implement :meth:`build_datasets` (returning dict-sample datasets for train/val/test) and
+    :attr:`data_shape`. ``value_range`` is the range models must generate in (images: ``(-1, 1)`` by default).
+    """
+
+    def __init__(self, data_dir: str = "data", batch_size: int = 64, num_workers: int = 0, seed: int = 0,
+                 value_range: tuple[float, float] = (-1.0, 1.0)) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        if tuple(value_range) not in {(-1.0, 1.0), (0.0, 1.0)} and not self.arbitrary_value_range:
+            raise ValueError(f"value_range must be (-1, 1) or (0, 1), got {tuple(value_range)}")
+        self.data_dir = data_dir
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.value_range = (float(value_range[0]), float(value_range[1]))
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+
+    arbitrary_value_range = False  # toys live in their own coordinates
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def build_datasets(self) -> tuple[Dataset, Dataset | None, Dataset | None]:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set, self.val_set, self.test_set = self.build_datasets()
+            if len(self.train_set) < self.batch_size:  # type: ignore[arg-type]
+                raise ValueError(
+                    f"{type(self).__name__}: the training split has {len(self.train_set)} samples, fewer than "
+                    f"batch_size={self.batch_size}")
+
+    def _loader(self, dataset: Dataset, sampler=None, shuffle: bool = False, drop_last: bool = False) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, shuffle=shuffle, drop_last=drop_last,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          pin_memory=torch.cuda.is_available())
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_set is None:
+            self.setup("fit")
+        world, rank, skip_epoch, skip = 1, 0, -1, 0
+        trainer = self.trainer
+        if trainer is not None:
+            world, rank = trainer.world_size, trainer.global_rank
+            if trainer.fit_loop.restarting:
+                # batches of the interrupted epoch whose training_step already ran (``processed``, not
+                # ``completed``: a checkpoint written in on_train_batch_end has not counted its batch complete)
+                skip_epoch = trainer.current_epoch
+                skip = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        sampler = ResumableSampler(self.train_set, num_replicas=world, rank=rank, seed=self.seed,
+                                   batch_size=self.batch_size)
+        if len(sampler) < self.batch_size:
+            raise ValueError(f"{type(self).__name__}: each of {world} ranks gets {len(sampler)} training samples, "
+                             f"fewer than batch_size={self.batch_size}")
+        if skip:
+            sampler.skip_batches(skip_epoch, skip)
+        return self._loader(self.train_set, sampler=sampler, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader(self.val_set) if self.val_set is not None else []
+
+    def test_dataloader(self) -> DataLoader | list:
+        return self._loader(self.test_set) if self.test_set is not None else []
+
+    def split_generator(self) -> torch.Generator:
+        """A generator for deterministic splits that does not touch the global RNG."""
+        return torch.Generator().manual_seed(self.seed)
+
+
+def batches_per_epoch(num_samples: int, batch_size: int, world_size: int = 1) -> int:
+    return math.floor(num_samples / world_size) // batch_size

@@ -1,0 +1,186 @@
+"""The base every zoo model shares: the uniform generative API, manual optimization of named networks,
+reproducible per-step randomness and non-finite guards.
+
+Callbacks and users see only ``sample(n)``, ``generate(z)``, ``sample_latents(n)``, ``latent_dim``,
+``data_shape`` and ``value_range``; training logic lives in subclasses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.plugins.precision import MixedPrecision
+from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+
+from zoo.types import OptimizerFactory
+
+
+class NonFiniteError(RuntimeError):
+    """A loss or parameter became NaN/inf: training stops and the last good checkpoint is kept."""
+
+
+class GenerativeModel(L.LightningModule):
+    """Base class: subclasses register their networks' optimizers with :meth:`add_optimizer` and implement
+    ``training_step`` with :meth:`update`; generation goes through :attr:`sampling_network`."""
+
+    #: How many fp16 steps in a row may overflow before we call it divergence (the GradScaler skips them).
+    max_overflow_streak = 20
+
+    def __init__(self, data_shape: tuple[int, ...], value_range: tuple[float, float] = (-1.0, 1.0),
+                 latent_dim: int = 128) -> None:
+        super().__init__()
+        if latent_dim < 1:
+            raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+        if not data_shape or any(int(s) < 1 for s in data_shape):
+            raise ValueError(f"data_shape must be a non-empty tuple of positive sizes, got {data_shape}")
+        self.automatic_optimization = False
+        self.data_shape = tuple(int(s) for s in data_shape)
+        self.value_range = (float(value_range[0]), float(value_range[1]))
+        self.latent_dim = int(latent_dim)
+        self._optimizer_specs: dict[str, tuple[Callable[[], list[nn.Parameter]], OptimizerFactory]] = {}
+        self.noise_seed: int | None = None  # fixed at fit start; restored from checkpoints
+        self._rng: torch.Generator | None = None
+        self._overflow_streak = 0
+
+    # ---- the uniform API -------------------------------------------------------------------------------
+    @property
+    def sampling_network(self) -> nn.Module:
+        """The network that maps latents to data (a generator, its EMA copy, or a decoder)."""
+        raise NotImplementedError
+
+    def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Latents from the model's prior (standard normal unless a subclass says otherwise)."""
+        return torch.randn(n, self.latent_dim, generator=generator).to(self.device)
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+        """Data for given latents, in ``value_range``; networks run in eval mode (batch-norm running stats)."""
+        if z.dim() != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"latents must be shaped (n, {self.latent_dim}), got {tuple(z.shape)}")
+        net = self.sampling_network
+        with eval_mode(net):
+            out = [net(chunk.to(self.device)) for chunk in z.split(batch_size)]
+        return torch.cat(out).float()
+
+    def sample(self, n: int, batch_size: int = 1000) -> torch.Tensor:
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        return self.generate(self.sample_latents(n), batch_size)
+
+    # ---- optimizers --------------------------------------------------------------------------------------
+    def add_optimizer(self, name: str, parameters: Callable[[], list[nn.Parameter]],
+                      factory: OptimizerFactory) -> None:
+        """Register one optimizer; ``parameters`` is a callable so EMA copies or late-built nets stay out."""
+        self._optimizer_specs[name] = (parameters, factory)
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [factory(params()) for params, factory in self._optimizer_specs.values()]
+
+    def optimizer(self, name: str):
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        return optimizers[list(self._optimizer_specs).index(name)]
+
+    @contextlib.contextmanager
+    def training_phase(self, name: str) -> Iterator[None]:
+        """Only the phase's optimizer's parameters require grad inside, so the forward pass builds no graph
+        for the other networks (cheaper, and DDP sees the rest as unused)."""
+        with self.toggled_optimizer(self.optimizer(name)):
+            yield
+
+    def update(self, name: str, loss: torch.Tensor, terms: dict[str, torch.Tensor] | None = None) -> None:
+        """zero_grad, backward, step for the named optimizer, after a finiteness check; logs the terms."""
+        self.check_finite(name, loss)
+        optimizer = self.optimizer(name)
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        optimizer.step()
+        self.log(f"train/{name}_loss", loss.detach(), on_step=True, prog_bar=False)
+        for key, value in (terms or {}).items():
+            self.log(f"train/{key}", value.detach() if torch.is_tensor(value) else value, on_step=True)
+
+    # ---- robustness --------------------------------------------------------------------------------------
+    def grad_scaler(self) -> torch.amp.GradScaler | None:
+        """The fp16 GradScaler when training under ``16-mixed``, else None (bf16 and fp32 need none)."""
+        if self._trainer is None:
+            return None
+        plugin = self.trainer.precision_plugin
+        return plugin.scaler if isinstance(plugin, MixedPrecision) else None
+
+    def loss_scale(self) -> float | None:
+        scaler = self.grad_scaler()
+        return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else None
+
+    def check_finite(self, name: str, loss: torch.Tensor) -> None:
+        if bool(torch.isfinite(loss.detach()).all()):
+            self._overflow_streak = 0
+            return
+        # Under fp16 an overflow is routine: the GradScaler skips the step and lowers its scale.
+        if self.loss_scale() is not None and self._overflow_streak < self.max_overflow_streak:
+            self._overflow_streak += 1
+            return
+        raise NonFiniteError(
+            f"{type(self).__name__}: the {name} loss is {loss.detach().float().item()} at global step "
+            f"{self.global_step} ({self.progress()}); training stopped, earlier checkpoints are kept. "
+            "Lower the learning rate or check the data.")
+
+    def progress(self) -> str:
+        return f"epoch {self.current_epoch}"
+
+    def check_parameters_finite(self) -> None:
+        for name, p in self.named_parameters():
+            if not bool(torch.isfinite(p.detach()).all()):
+                raise NonFiniteError(f"parameter {name} is not finite at global step {self.global_step} "
+                                     f"({self.progress()}); not saving this state")
+
+    # ---- reproducible randomness -------------------------------------------------------------------------
+    def rng(self) -> torch.Generator:
+        """A generator re-seeded from (seed, rank, global step) before each update: training noise is a
+        pure function of progress, so a resumed run draws exactly what the uninterrupted one would, and
+        DDP ranks draw different noise."""
+        if self._rng is None or self._rng.device != self.device:
+            self._rng = torch.Generator(device=self.device)
+        rank = self.global_rank if self._trainer is not None else 0
+        key = hash((self.noise_seed or 0, rank, self.global_step)) & 0x7FFF_FFFF_FFFF_FFFF
+        return self._rng.manual_seed(key)
+
+    def randn(self, *shape: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator, device=self.device)
+
+    def rand(self, *shape: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.rand(*shape, generator=generator, device=self.device)
+
+    # ---- Lightning hooks ---------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.noise_seed is None:
+            self.noise_seed = torch.initial_seed()
+        strategy = self._trainer.strategy if self._trainer is not None else None
+        if isinstance(strategy, DDPStrategy) and not strategy._ddp_kwargs.get("find_unused_parameters", False):
+            # Each phase updates one network, so the others are unused in that backward pass.
+            rank_zero_info(f"{type(self).__name__}: enabling DDP find_unused_parameters (one network per phase)")
+            strategy._ddp_kwargs["find_unused_parameters"] = True
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.check_parameters_finite()
+        checkpoint["zoo"] = {"noise_seed": self.noise_seed}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "zoo" not in checkpoint:
+            raise ValueError("this checkpoint was not written by a genzoo model (no 'zoo' section)")
+        self.noise_seed = int(checkpoint["zoo"]["noise_seed"])
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)

@@ -1,0 +1,32 @@
+"""The ``zoo`` command: LightningCLI in subclass mode over every zoo model and datamodule.
+
+    zoo fit --config configs/wgan_gp/grid25.yaml [--trainer.max_steps 100 ...]
+"""
+
+from __future__ import annotations
+
+
+from lightning.pytorch.cli import LightningCLI
+
+from datamodules.base import ZooDataModule
+from zoo.base import GenerativeModel
+
+
+class ZooCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        # the data decides the shapes and value range the networks are built for
+        parser.link_arguments("data.data_shape", "model.init_args.data_shape", apply_on="instantiate")
+        parser.link_arguments("data.value_range", "model.init_args.value_range", apply_on="instantiate")
+
+
+def main(args: list[str] | None = None) -> ZooCLI:
+    import datamodules  # noqa: F401  registers the datamodules as subclasses
+    import zoo.models  # noqa: F401  registers the models
+
+    return ZooCLI(GenerativeModel, ZooDataModule, subclass_mode_model=True, subclass_mode_data=True,
+                  save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
+                  args=args)
+
+
+if __name__ == "__main__":
+    main()

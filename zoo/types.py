@@ -1,0 +1,14 @@
+"""Factory types the CLI can fill from YAML (``class_path`` + ``init_args``; the leading arguments come
+from the model): ``generator: {class_path: zoo.nets.DCGANGenerator, init_args: {width: 64}}``."""
+
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+#: (latent_dim, data_shape, value_range) -> generator network
+GeneratorFactory = Callable[[int, tuple[int, ...], tuple[float, float]], nn.Module]
+#: (data_shape) -> critic network returning one score per sample
+CriticFactory = Callable[[tuple[int, ...]], nn.Module]
+#: (parameters) -> optimizer, e.g. ``{class_path: torch.optim.Adam, init_args: {lr: 1e-4}}``
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
