@@ -40,13 +40,14 @@ def quiet_trainer(tmp_path, **kwargs) -> L.Trainer:
 
 
 class DumpParameters(L.Callback):
-    """Writes each rank's final parameters to ``<dir>/params_rank<r>.pt`` (DDP sync checks)."""
+    """Writes each rank's final parameters to ``<dir>/params_rank<r>.pt`` (DDP sync checks). Buffers such as
+    batch-norm running statistics are left out: DDP re-broadcasts them from rank 0 at every step."""
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
 
     def on_train_end(self, trainer, pl_module) -> None:
-        state = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
+        state = {k: v.detach().cpu().clone() for k, v in pl_module.named_parameters()}
         torch.save(state, f"{self.directory}/params_rank{trainer.global_rank}.pt")
 
 

@@ -3,6 +3,7 @@ errors for missing data and bad arguments. Runs offline on CPU."""
 
 from __future__ import annotations
 
+import gzip
 import math
 import pickle
 import urllib.request
@@ -78,7 +79,7 @@ def train_indices(datamodule) -> list[int]:
 def fake_trainer(world_size: int = 1, rank: int = 0, restarting: bool = False, epoch: int = 0,
                  completed_batches: int = 0) -> SimpleNamespace:
     """The trainer attributes ``ZooDataModule.train_dataloader`` reads."""
-    progress = SimpleNamespace(current=SimpleNamespace(completed=completed_batches))
+    progress = SimpleNamespace(current=SimpleNamespace(completed=completed_batches, processed=completed_batches))
     fit_loop = SimpleNamespace(restarting=restarting, epoch_loop=SimpleNamespace(batch_progress=progress))
     return SimpleNamespace(world_size=world_size, global_rank=rank, current_epoch=epoch, fit_loop=fit_loop)
 
@@ -146,6 +147,55 @@ def test_gzipped_originals_load_in_place_offline(fashion_mnist_root, no_network)
     raw = Path(fashion_mnist_root) / "FashionMNIST" / "raw"
     assert all(path.is_symlink() for path in raw.iterdir()), "nothing may be written next to the originals"
     assert not (raw.parent / "processed").exists()
+
+
+def test_in_place_gzip_reading_matches_torchvision(fashion_mnist_raw_dir, tmp_path):
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    from datamodules.images import read_gzipped_idx
+
+    for name, read_extracted in (("t10k-images-idx3-ubyte", read_image_file), ("t10k-labels-idx1-ubyte",
+                                                                                read_label_file)):
+        extracted = tmp_path / name
+        extracted.write_bytes(gzip.decompress((fashion_mnist_raw_dir / f"{name}.gz").read_bytes()))
+        assert torch.equal(read_gzipped_idx(str(fashion_mnist_raw_dir / f"{name}.gz")).long(),
+                           read_extracted(str(extracted)).long())
+
+
+def write_fake_cifar10(root: Path, images_per_batch: int) -> np.ndarray:
+    """torchvision's ``cifar-10-batches-py`` layout with random images; returns all images, train then test."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    batches = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"]
+    images = rng.integers(0, 256, size=(len(batches) * images_per_batch, 3 * 32 * 32), dtype=np.uint8)
+    images[0, :2] = (0, 255)  # the extremes of the pixel range occur
+    for i, name in enumerate(batches):
+        rows = images[i * images_per_batch:(i + 1) * images_per_batch]
+        labels = rng.integers(0, 10, size=images_per_batch).tolist()
+        with open(folder / name, "wb") as file:
+            pickle.dump({"data": rows, "labels": labels}, file)
+    with open(folder / "batches.meta", "wb") as file:
+        pickle.dump({"label_names": [f"class{i}" for i in range(10)]}, file)
+    return images
+
+
+def test_cifar10_on_fake_batches(tmp_path, monkeypatch):
+    images = write_fake_cifar10(tmp_path, images_per_batch=20)
+    # random batches cannot match torchvision's MD5s; everything else is the real code path
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *args, **kwargs: True)
+    datamodule = CIFAR10(data_dir=str(tmp_path), download=False, val_size=10, batch_size=16)
+    assert datamodule.data_shape == (3, 32, 32)
+    datamodule.setup()
+    assert (len(datamodule.train_set), len(datamodule.val_set), len(datamodule.test_set)) == (90, 10, 20)
+    batch = first_batch(datamodule)
+    assert batch["x"].shape == (16, 3, 32, 32) and batch["x"].dtype == torch.float32
+    index = datamodule.train_set.dataset.indices[0]
+    expected = torch.as_tensor(images[index].reshape(3, 32, 32), dtype=torch.float32) / 255 * 2 - 1
+    torch.testing.assert_close(datamodule.train_set[0]["x"], expected)
+    all_train = torch.stack([datamodule.train_set[i]["x"] for i in range(90)] +
+                            [datamodule.val_set[i]["x"] for i in range(10)])
+    assert all_train.min() == -1.0 and all_train.max() == 1.0
 
 
 # ---------------------------------------------------------------------------------------------------------

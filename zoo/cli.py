@@ -10,6 +10,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from datamodules.base import ZooDataModule
 from zoo.base import GenerativeModel
+from zoo.checkpoints import read_checkpoint
 
 
 class ZooCLI(LightningCLI):
@@ -17,6 +18,15 @@ class ZooCLI(LightningCLI):
         # the data decides the shapes and value range the networks are built for
         parser.link_arguments("data.data_shape", "model.init_args.data_shape", apply_on="instantiate")
         parser.link_arguments("data.value_range", "model.init_args.value_range", apply_on="instantiate")
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads the checkpoint's hyper-parameters here, before anything else touches it:
+        # check it first so a missing, truncated or foreign file gets an error that says so
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path not in (None, "last", "best", "hpc", "registry"):
+            read_checkpoint(ckpt_path)
+        super()._parse_ckpt_path()
 
 
 def main(args: list[str] | None = None) -> ZooCLI:

@@ -1,0 +1,158 @@
+"""`zoo fit` end to end: every config, mixed precision, 2-process DDP, W&B offline, resume, bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from datamodules import DataNotFoundError
+from tests.test_datamodules import write_fake_celeba
+from zoo.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+CONFIGS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "configs").glob("wgan*/*.yaml"))
+
+
+def quick_args(tmp_path, steps: int = 12) -> list[str]:
+    return ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu",
+            "--trainer.devices", "1", "--trainer.max_steps", str(steps), "--trainer.default_root_dir", str(tmp_path)]
+
+
+def data_args(config: str, tmp_path, monkeypatch) -> list[str]:
+    """Point each config at the data this machine has (users keep the configs' defaults)."""
+    if "fashion_mnist" in config:
+        return ["--data.init_args.data_dir", str(SHARED_DATA), "--data.init_args.batch_size", "8"]
+    if "cifar10" in config:  # the CIFAR-10 test split as JPEGs stands in for the torchvision files
+        return ["--data", "datamodules.ImageFolderDataModule", "--data.init_args.root",
+                str(SHARED_DATA / "cifar10-jpeg-test"), "--data.init_args.image_size", "32",
+                "--data.init_args.batch_size", "8"]
+    if "celeba64" in config:
+        write_fake_celeba(tmp_path / "celeba_root", partition=[0] * 4 + [1, 1, 2, 2])
+        monkeypatch.setattr(torchvision.datasets.CelebA, "_check_integrity", lambda self: True)
+        return ["--data.init_args.data_dir", str(tmp_path / "celeba_root"), "--data.init_args.batch_size", "2"]
+    if "grid25" in config:
+        return ["--data.init_args.num_samples", "5000"]
+    return []
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_every_config_trains_through_the_cli(config, tmp_path, monkeypatch):
+    if ("fashion_mnist" in config or "cifar10" in config) and not SHARED_DATA.exists():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    monkeypatch.chdir(REPO)
+    cli = main(["fit", "--config", config, *quick_args(tmp_path), *data_args(config, tmp_path, monkeypatch)])
+    model = cli.model
+    assert cli.trainer.global_step == 12
+    assert model.generator_step >= (0 if "wgan/" in config else 1)  # WGAN warms its critic up for 100 steps
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    samples = model.sample(4)
+    assert samples.shape == (4, *model.data_shape)
+    if len(model.data_shape) == 3:
+        low, high = model.value_range
+        assert samples.min() >= low and samples.max() <= high
+    assert (tmp_path / "config.yaml").exists()
+    assert list((tmp_path / "images").glob("samples_*.png")), "the sample callback wrote no image"
+
+
+@pytest.mark.parametrize("method", ["wgan", "wgan_gp"])
+def test_bf16_mixed_through_the_cli(method, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    cli = main(["fit", "--config", f"configs/{method}/digits.yaml", *quick_args(tmp_path),
+                "--trainer.precision", "bf16-mixed", "--model.init_args.warmup", "false"][: None if method == "wgan" else -2])
+    assert cli.trainer.precision == "bf16-mixed"
+    assert cli.model.generator_step == 2
+    assert all(torch.isfinite(p).all() for p in cli.model.parameters())
+
+
+def test_rerun_in_the_same_directory_and_resume_from_last_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    args = ["fit", "--config", "configs/wgan_gp/digits.yaml", *quick_args(tmp_path, steps=12)]
+    main(args)  # writes config.yaml and checkpoints/last.ckpt
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert last.exists()
+    cli = main([*args[:-8], *quick_args(tmp_path, steps=24), "--ckpt_path", str(last)])
+    assert cli.trainer.global_step == 24 and cli.model.generator_step == 4
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint", "truncate"])
+def test_corrupt_or_foreign_checkpoints_give_a_clear_error(tmp_path, monkeypatch, content):
+    monkeypatch.chdir(REPO)
+    path = tmp_path / "bad.ckpt"
+    if content == "truncate":
+        main(["fit", "--config", "configs/wgan_gp/digits.yaml", *quick_args(tmp_path / "run", steps=6)])
+        good = (tmp_path / "run" / "checkpoints" / "last.ckpt").read_bytes()
+        path.write_bytes(good[: len(good) // 2])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match="bad.ckpt.*(not a readable|truncated|corrupt)"):
+        main(["fit", "--config", "configs/wgan_gp/digits.yaml", *quick_args(tmp_path), "--ckpt_path", str(path)])
+
+
+def test_a_checkpoint_of_another_library_is_rejected(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    path = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}, "epoch": 0}, path)
+    with pytest.raises(ValueError, match="not written by a genzoo model"):
+        main(["fit", "--config", "configs/wgan_gp/digits.yaml", *quick_args(tmp_path), "--ckpt_path", str(path)])
+
+
+def test_missing_data_names_the_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    with pytest.raises(DataNotFoundError, match="img_align_celeba"):
+        main(["fit", "--config", "configs/wgan_gp/celeba64.yaml", *quick_args(tmp_path),
+              "--data.init_args.data_dir", str(tmp_path / "nothing"), "--data.init_args.download", "false"])
+
+
+def test_wrong_image_size_for_a_network_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    with pytest.raises(ValueError, match="4·2\\^k or 7·2\\^k"):
+        main(["fit", "--config", "configs/wgan_gp/digits.yaml", *quick_args(tmp_path),
+              "--data.init_args.image_size", "12"])
+
+
+def test_wandb_logs_offline_without_credentials(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    for key in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    args = quick_args(tmp_path)
+    args = args[2:]  # keep the config's W&B logger
+    cli = main(["fit", "--config", "configs/wgan_gp/digits.yaml", *args,
+                "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.log_every_n_steps", "2"])
+    import wandb
+
+    run_dir = Path(cli.trainer.logger.experiment.dir).parent
+    wandb.finish()
+    assert cli.trainer.logger._offline
+    assert run_dir.name.startswith("offline-run-")
+    assert list(run_dir.glob("*.wandb")), "no offline history file"
+
+
+@pytest.mark.parametrize("method", ["wgan_gp", "wgan"])
+def test_ddp_two_processes_keep_identical_parameters(tmp_path, method):
+    """Real `zoo fit --trainer.strategy ddp` with 2 CPU processes (gloo); each rank dumps its parameters."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "zoo.cli", "fit", "--config", f"configs/{method}/digits.yaml",
+               *quick_args(tmp_path, steps=18), "--trainer.devices", "2", "--trainer.strategy", "ddp",
+               "--trainer.callbacks+=tests.helpers.DumpParameters",
+               f"--trainer.callbacks.directory={tmp_path}"]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0 = torch.load(tmp_path / "params_rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "params_rank1.pt", weights_only=True)
+    initial = main(["fit", "--config", f"configs/{method}/digits.yaml", *quick_args(tmp_path / "init", steps=1),
+                    "--trainer.limit_train_batches", "0"]).model
+    initial = dict(initial.named_parameters())
+    changed = 0
+    for name, value in rank0.items():
+        torch.testing.assert_close(value, rank1[name], rtol=0, atol=0, msg=f"{name} differs across ranks")
+        changed += int(not torch.equal(value, initial[name]))
+    assert changed > len(rank0) // 2, "DDP training did not update the networks"
