@@ -19,8 +19,8 @@ from zoo.cli import main as cli_main
 def run(config: str, seed: int, extra: list[str]) -> dict:
     start = time.perf_counter()
     cli = cli_main(["fit", "--config", config, "--seed_everything", str(seed), "--trainer.logger", "false",
-                    "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", f"runs/benchmarks/toy_modes/{seed}",
-                    *extra])
+                    "--trainer.enable_progress_bar", "false",
+                    "--trainer.default_root_dir", f"runs/benchmarks/toy_modes/{seed}", *extra])
     seconds = time.perf_counter() - start
     model, datamodule = cli.model, cli.datamodule
     coverage = next((c for c in cli.trainer.callbacks if isinstance(c, ModeCoverage)), None)

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-
 from lightning.pytorch.cli import LightningCLI
 
 from datamodules.base import ZooDataModule
