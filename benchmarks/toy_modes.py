@@ -13,7 +13,7 @@ import time
 import torch
 
 from callbacks.modes import ModeCoverage, grid_mode_metrics
-from zoo.cli import main as cli_main
+from zoo.cli import run_cli as cli_main
 
 
 def run(config: str, seed: int, extra: list[str]) -> dict:

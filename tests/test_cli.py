@@ -13,7 +13,7 @@ import torchvision
 
 from datamodules import DataNotFoundError
 from tests.test_datamodules import write_fake_celeba
-from zoo.cli import main
+from zoo.cli import run_cli as main
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -159,3 +159,14 @@ def test_ddp_two_processes_keep_identical_parameters(tmp_path, method):
         if not torch.equal(value, initial[name]):
             changed.add(name.split(".")[0])
     assert changed == {"generator", "critic"}, f"DDP training updated only {changed}"
+
+
+def test_the_zoo_console_script_exits_cleanly(tmp_path):
+    import shutil
+
+    if shutil.which("zoo") is None:
+        pytest.skip("the zoo console script is not installed (pip install -e .)")
+    result = subprocess.run(["zoo", "fit", "--config", "configs/wgan_gp/digits.yaml", *quick_args(tmp_path, steps=6)],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "checkpoints" / "last.ckpt").exists()

@@ -28,13 +28,19 @@ class ZooCLI(LightningCLI):
         super()._parse_ckpt_path()
 
 
-def main(args: list[str] | None = None) -> ZooCLI:
+def run_cli(args: list[str] | None = None) -> ZooCLI:
+    """Parse ``args`` (default: the command line), run the subcommand, return the CLI (model, trainer, ...)."""
     import datamodules  # noqa: F401  registers the datamodules as subclasses
     import zoo.models  # noqa: F401  registers the models
 
     return ZooCLI(GenerativeModel, ZooDataModule, subclass_mode_model=True, subclass_mode_data=True,
                   save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
                   args=args)
+
+
+def main() -> None:
+    """The ``zoo`` console script (returns nothing, so the exit status is 0 on success)."""
+    run_cli()
 
 
 if __name__ == "__main__":
