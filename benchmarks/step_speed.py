@@ -62,9 +62,11 @@ def time_zoo(model, datamodule, batches: int, warmup: int) -> float:
 def time_plain(model, datamodule, batches: int, warmup: int, device: torch.device) -> float:
     """The textbook loop: n_critic critic steps on fresh batches, then one generator step."""
     generator, critic = copy.deepcopy(model.generator).to(device), copy.deepcopy(model.critic).to(device)
-    g_opt = torch.optim.Adam(generator.parameters(), lr=1e-4, betas=(0.5, 0.9))
-    c_opt = torch.optim.Adam(critic.parameters(), lr=1e-4, betas=(0.5, 0.9))
-    if not hasattr(model, "gp_weight"):  # WGAN
+    with_penalty = hasattr(model, "gp_weight")  # WGAN-GP; WGAN clips instead
+    if with_penalty:
+        g_opt = torch.optim.Adam(generator.parameters(), lr=1e-4, betas=(0.5, 0.9))
+        c_opt = torch.optim.Adam(critic.parameters(), lr=1e-4, betas=(0.5, 0.9))
+    else:
         g_opt = torch.optim.RMSprop(generator.parameters(), lr=5e-5)
         c_opt = torch.optim.RMSprop(critic.parameters(), lr=5e-5)
     datamodule.setup("fit")
@@ -78,12 +80,12 @@ def time_plain(model, datamodule, batches: int, warmup: int, device: torch.devic
         real = batch["x"].to(device, non_blocking=True)
         n = len(real)
         critic.requires_grad_(True)
-        if not hasattr(model, "gp_weight"):
+        if not with_penalty:
             clip_parameters_(critic, model.clip_value)
         with torch.no_grad():
             fake = generator(torch.randn(n, model.latent_dim, device=device))
         loss = critic(fake).mean() - critic(real).mean()
-        if hasattr(model, "gp_weight"):
+        if with_penalty:
             loss = loss + model.gp_weight * gradient_penalty(critic, real, fake)
         c_opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -20,8 +20,10 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 CONFIGS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "configs").glob("wgan*/*.yaml"))
 
 
-def quick_args(tmp_path, steps: int = 12) -> list[str]:
-    return ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu",
+def quick_args(tmp_path, steps: int = 12, logger: bool = False) -> list[str]:
+    """Short CPU runs; ``logger=True`` keeps the config's logger."""
+    no_logger = [] if logger else ["--trainer.logger", "false"]
+    return [*no_logger, "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu",
             "--trainer.devices", "1", "--trainer.max_steps", str(steps), "--trainer.default_root_dir", str(tmp_path)]
 
 
@@ -74,11 +76,11 @@ def test_bf16_mixed_through_the_cli(method, tmp_path, monkeypatch):
 
 def test_rerun_in_the_same_directory_and_resume_from_last_checkpoint(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
-    args = ["fit", "--config", "configs/wgan_gp/digits.yaml", *quick_args(tmp_path, steps=12)]
-    main(args)  # writes config.yaml and checkpoints/last.ckpt
+    config = ["fit", "--config", "configs/wgan_gp/digits.yaml"]
+    main([*config, *quick_args(tmp_path, steps=12)])  # writes config.yaml and checkpoints/last.ckpt
     last = tmp_path / "checkpoints" / "last.ckpt"
     assert last.exists()
-    cli = main([*args[:-8], *quick_args(tmp_path, steps=24), "--ckpt_path", str(last)])
+    cli = main([*config, *quick_args(tmp_path, steps=24), "--ckpt_path", str(last)])
     assert cli.trainer.global_step == 24 and cli.model.generator_step == 4
 
 
@@ -124,9 +126,7 @@ def test_wandb_logs_offline_without_credentials(tmp_path, monkeypatch):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    args = quick_args(tmp_path)
-    args = args[2:]  # keep the config's W&B logger
-    cli = main(["fit", "--config", "configs/wgan_gp/digits.yaml", *args,
+    cli = main(["fit", "--config", "configs/wgan_gp/digits.yaml", *quick_args(tmp_path, logger=True),
                 "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.log_every_n_steps", "2"])
     import wandb
 

@@ -18,6 +18,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
+from zoo.checkpoints import require_zoo_section
 from zoo.types import OptimizerFactory
 
 
@@ -171,8 +172,7 @@ class GenerativeModel(L.LightningModule):
         checkpoint["zoo"] = {"noise_seed": self.noise_seed}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "zoo" not in checkpoint:
-            raise ValueError("this checkpoint was not written by a genzoo model (no 'zoo' section)")
+        require_zoo_section(checkpoint)
         self.noise_seed = int(checkpoint["zoo"]["noise_seed"])
 
 

@@ -24,6 +24,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
                          f"{path.stat().st_size} bytes): {message}") from error
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"checkpoint {path} is not a readable Lightning checkpoint (no state_dict)")
-    if "zoo" not in checkpoint:
-        raise ValueError(f"checkpoint {path} was not written by a genzoo model (no 'zoo' section)")
+    require_zoo_section(checkpoint, f"checkpoint {path}")
     return checkpoint
+
+
+def require_zoo_section(checkpoint: dict[str, Any], what: str = "this checkpoint") -> None:
+    if "zoo" not in checkpoint:
+        raise ValueError(f"{what} was not written by a genzoo model (no 'zoo' section)")

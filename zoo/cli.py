@@ -20,7 +20,8 @@ class ZooCLI(LightningCLI):
 
     def _parse_ckpt_path(self) -> None:
         # LightningCLI reads the checkpoint's hyper-parameters here, before anything else touches it:
-        # check it first so a missing, truncated or foreign file gets an error that says so
+        # check it first so a missing, truncated or foreign file gets an error that says so (one extra read;
+        # a foreign file would otherwise fail deep in Lightning with a KeyError)
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path not in (None, "last", "best", "hpc", "registry"):
