@@ -1,5 +1,7 @@
-"""Training callbacks: sample visualisation and mode-coverage metrics, logged to whatever loggers exist."""
+"""Training callbacks: sample visualisation and mode-coverage metrics, logged to whatever loggers exist, and
+step checkpoints."""
 
+from callbacks.checkpoint import StepCheckpoint
 from callbacks.logging import PeriodicCallback, figure_to_array, log_image, log_metrics
 from callbacks.modes import ModeCoverage, grid_mode_metrics
 from callbacks.samples import SampleGrid, isolated_sample
@@ -8,6 +10,7 @@ __all__ = [
     "ModeCoverage",
     "PeriodicCallback",
     "SampleGrid",
+    "StepCheckpoint",
     "figure_to_array",
     "grid_mode_metrics",
     "isolated_sample",

@@ -159,3 +159,15 @@ def test_batches_of_the_wrong_shape_are_rejected(tmp_path):
     model = small_gp()
     with pytest.raises(ValueError, match="model was built for"):
         quiet_trainer(tmp_path, max_steps=2).fit(model, PointsDataModule(dim=3))
+
+
+def test_step_checkpoints_are_written_when_global_step_crosses_each_multiple(tmp_path):
+    from callbacks import StepCheckpoint
+
+    # n_critic 5: global_step runs 1, 2, 3, 4, 6, 7, ... (a batch ending in a generator step adds 2), so
+    # Lightning's `global_step % 5 == 0` would never fire at 5, 11, 17, ...
+    model = small_gp(n_critic=5)
+    checkpoint = StepCheckpoint(dirpath=tmp_path, every_n_train_steps=5, save_top_k=-1, filename="{step}")
+    trainer = quiet_trainer(tmp_path, max_steps=24, callbacks=[checkpoint], enable_checkpointing=True)
+    trainer.fit(model, PointsDataModule())
+    assert sorted(int(p.stem.split("=")[1]) for p in tmp_path.glob("step=*.ckpt")) == [6, 10, 15, 20]

@@ -1,0 +1,45 @@
+"""Step-based checkpointing that works with the zoo's alternating optimizer steps."""
+
+from __future__ import annotations
+
+import time
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose ``every_n_train_steps`` fires whenever ``global_step`` crosses a multiple of N.
+
+    Lightning's own waits for ``global_step % N == 0``, but a zoo model takes one or two optimizer steps per
+    batch (a critic step, then sometimes a generator step), so ``global_step`` can jump over the multiple and
+    that checkpoint is never written. The checkpoint holds the state after the batch's updates, which is
+    what an exact resume needs (Lightning's warning about pre-optimization state does not apply).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._last_step_bucket = 0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        if self._every_n_train_steps >= 1:  # a resumed run counts from where it stopped
+            self._last_step_bucket = trainer.global_step // self._every_n_train_steps
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        if pl_module.automatic_optimization or self._every_n_train_steps < 1:
+            return super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        bucket = trainer.global_step // self._every_n_train_steps
+        if bucket <= self._last_step_bucket:
+            return
+        self._last_step_bucket = bucket
+        if self._should_skip_saving_checkpoint(trainer):
+            return
+        candidates = self._monitor_candidates(trainer)
+        if self.monitor is not None and self.monitor not in candidates:
+            self._defer_save_until_validation = True
+            return
+        self._save_topk_checkpoint(trainer, candidates)
+        self._save_last_checkpoint(trainer, candidates)
+        self._last_time_checked = time.monotonic()
