@@ -102,11 +102,15 @@ def log_metrics(trainer: L.Trainer, metrics: Mapping[str, float], step: int | No
 
 class PeriodicCallback(Callback):
     """Calls :meth:`log_now` every ``every_n_steps`` optimizer steps and/or every ``every_n_epochs`` epochs,
-    and once more at the end of training; never twice for the same global step, and on rank zero only.
+    and once more at the end of training; never twice for the same global step, and on rank zero only
+    (unless ``all_ranks``).
 
     Steps are counted with ``trainer.global_step``, which may advance by more than one per batch (GANs that
     step two optimizers), so a step event fires whenever ``global_step // every_n_steps`` increases rather
-    than on exact multiples."""
+    than on exact multiples. Subclasses whose work is collective (sharded evaluation) set ``all_ranks``.
+    """
+
+    all_ranks = False
 
     def __init__(self, every_n_steps: int | None = None, every_n_epochs: int | None = 1) -> None:
         for name, value in (("every_n_steps", every_n_steps), ("every_n_epochs", every_n_epochs)):
@@ -145,5 +149,5 @@ class PeriodicCallback(Callback):
         if trainer.global_step == self._last_logged_step:
             return
         self._last_logged_step = trainer.global_step
-        if trainer.is_global_zero:
+        if self.all_ranks or trainer.is_global_zero:
             self.log_now(trainer, pl_module)

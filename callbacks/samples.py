@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import lightning as L
 import numpy as np
@@ -13,13 +15,18 @@ from matplotlib.figure import Figure
 from callbacks.logging import PeriodicCallback, figure_to_array, log_image
 
 
-def isolated_sample(pl_module: L.LightningModule, n: int) -> torch.Tensor:
-    """``pl_module.sample(n)`` without consuming the global RNG streams (CPU and the model's device).
-
-    Otherwise a run's training randomness would depend on which callbacks are attached."""
-    device = pl_module.device
+@contextlib.contextmanager
+def isolated_rng(device: torch.device) -> Iterator[None]:
+    """Random draws inside do not consume the global RNG streams (CPU and ``device``), so a run's training
+    randomness does not depend on which callbacks are attached."""
     devices = [] if device.type == "cpu" else [device]
     with torch.random.fork_rng(devices=devices, device_type=None if device.type == "cpu" else device.type):
+        yield
+
+
+def isolated_sample(pl_module: L.LightningModule, n: int) -> torch.Tensor:
+    """``pl_module.sample(n)`` under :func:`isolated_rng`."""
+    with isolated_rng(pl_module.device):
         return pl_module.sample(n)
 
 

@@ -27,3 +27,26 @@ def fashion_mnist_raw_dir() -> Path:
 def cifar10_jpeg_test_dir() -> Path:
     """The CIFAR-10 test split as JPEGs in ImageFolder layout: ``<class_name>/<NNNN>.jpg``."""
     return _shared_path("cifar10-jpeg-test")
+
+
+@pytest.fixture(scope="session")
+def random_inception_weights(tmp_path_factory) -> Path:
+    """A weights file for torch-fidelity's FID Inception-v3 with random (PyTorch default) initialisation:
+    the real architecture and code path, meaningless numbers (the published weights cannot be had offline)."""
+    import torch
+    import torch_fidelity.feature_extractor_inceptionv3 as inception
+
+    class RandomInception(inception.FeatureExtractorInceptionV3):
+        def load_state_dict(self, state_dict, strict=True, assign=False):  # keep the random initialisation
+            return None
+
+    original = inception.load_state_dict_from_url
+    inception.load_state_dict_from_url = lambda *args, **kwargs: {}
+    try:
+        torch.manual_seed(0)
+        net = RandomInception("inception-v3-compat", ["2048"])
+    finally:
+        inception.load_state_dict_from_url = original
+    path = tmp_path_factory.mktemp("weights") / "random-inception.pth"
+    torch.save(net.state_dict(), path)
+    return path

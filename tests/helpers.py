@@ -65,3 +65,45 @@ class ImagesDataModule(ZooDataModule):
     def build_datasets(self):
         g = torch.Generator().manual_seed(self.seed)
         return TensorDictDataset(x=torch.rand(self.num_samples, 1, 8, 8, generator=g) * 2 - 1), None, None
+
+
+def wandb_run_contents(run_file) -> tuple[list[dict], dict]:
+    """The history rows and the config of an offline W&B run file (``run-<id>.wandb``), decoded without a
+    W&B server.
+
+    The file is a LevelDB-style log (32 KiB blocks of records with a 7-byte header: crc32, length, type) of
+    ``wandb_internal_pb2.Record`` messages after a 7-byte ``:W&B`` file header."""
+    import json
+    import struct
+    from pathlib import Path
+
+    from wandb.proto import wandb_internal_pb2
+
+    data = Path(run_file).read_bytes()
+    if data[:4] != b":W&B":
+        raise ValueError(f"{run_file} is not a W&B run file")
+    block, position, pending, rows, config = 32768, 7, b"", [], {}
+    while position + 7 <= len(data):
+        left = block - position % block
+        if left < 7:  # block trailer padding
+            position += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position:position + 7])
+        payload = data[position + 7:position + 7 + length]
+        position += 7 + length
+        if kind in (1, 4):  # a full record, or the last piece of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending + payload)
+            pending = b""
+            kind_of_record = record.WhichOneof("record_type")
+            if kind_of_record == "history":
+                rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                             for item in record.history.item})
+            elif kind_of_record == "config":
+                config.update({item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                               for item in record.config.update})
+        elif kind in (2, 3):  # first or middle piece
+            pending += payload
+        else:
+            position += left - 7 - length  # zero padding up to the block end
+    return rows, config

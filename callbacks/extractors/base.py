@@ -1,0 +1,106 @@
+"""The feature-extractor contract and registry.
+
+An extractor is a plain ``nn.Module`` mapping a batch of model-space samples to features: ``forward(x,
+value_range)`` takes ``x`` of shape ``(N, *data_shape)`` in ``value_range`` (what the model generates and the
+datamodule yields) and returns ``(N, dim)`` float32. Each extractor owns its preprocessing (range conversion,
+quantisation, resizing), so real and generated samples always go through the same code. ``protocol()``
+describes that preprocessing and the weights; it names metrics and keys the reference-statistics cache.
+
+Extractors are built from a spec string ``"name"`` or ``"name:argument"`` (e.g. ``"inception"``,
+``"inception:/path/weights.pth"``, ``"classifier:fashion_mnist"``) by :func:`build_extractor`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+EXTRACTORS: dict[str, Callable[[str | None], FeatureExtractor]] = {}
+
+
+def register_extractor(name: str) -> Callable:
+    """Class decorator: ``build_extractor(f"{name}:{arg}")`` calls ``cls.from_spec(arg)``."""
+    def decorate(cls):
+        EXTRACTORS[name] = cls.from_spec
+        return cls
+    return decorate
+
+
+def build_extractor(spec: str) -> FeatureExtractor:
+    name, _, argument = spec.partition(":")
+    if name not in EXTRACTORS:
+        raise ValueError(f"unknown feature extractor {name!r} in {spec!r}; known: {sorted(EXTRACTORS)}")
+    return EXTRACTORS[name](argument or None)
+
+
+class FeatureExtractor(nn.Module):
+    """Base class; subclasses set ``dim`` and implement ``features(x, value_range)`` and ``protocol()``.
+
+    Extractors are frozen and stay in eval mode whatever ``train()`` is called with."""
+
+    dim: int = 0  # 0: known only once data arrives (e.g. flattened pixels)
+
+    @classmethod
+    def from_spec(cls, argument: str | None) -> FeatureExtractor:
+        raise NotImplementedError
+
+    def features(self, x: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def protocol(self) -> dict[str, str | int]:
+        """Everything that changes the features: name, weights fingerprint, preprocessing."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
+        out = self.features(x, value_range).float()
+        if out.ndim != 2 or out.shape[0] != x.shape[0]:
+            raise RuntimeError(f"{type(self).__name__} returned features of shape {tuple(out.shape)}")
+        return out
+
+    def train(self, mode: bool = True) -> FeatureExtractor:
+        return super().train(False)
+
+
+def to_unit_range(x: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
+    """Map samples from ``value_range`` to [0, 1] (clamped: generators may overshoot)."""
+    low, high = float(value_range[0]), float(value_range[1])
+    if not (torch.isfinite(torch.tensor([low, high])).all() and high > low):
+        raise ValueError(f"images need a finite value_range, got {value_range}")
+    return ((x.float() - low) / (high - low)).clamp(0, 1)
+
+
+def to_uint8_rgb(x: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
+    """(N, 1 or 3, H, W) samples -> uint8 RGB, rounded as when saving a PNG (not truncated)."""
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"expected images of shape (N, 1 or 3, H, W), got {tuple(x.shape)}")
+    images = to_unit_range(x, value_range).mul(255).round().to(torch.uint8)
+    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_state_dict_file(path: str | Path, what: str) -> dict[str, torch.Tensor]:
+    """``torch.load`` with ``weights_only=True`` and errors that name the file and what it should be."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}: no weights file at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for truncated or foreign files
+        raise ValueError(f"{what}: {path} is not a readable PyTorch weights file ({error})") from error
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{what}: {path} does not hold a state dict of tensors")
+    return state

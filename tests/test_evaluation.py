@@ -1,0 +1,207 @@
+"""The evaluation callback and Evaluator: one extraction pass, logged protocol and plots, the reference cache,
+DDP sharding, and the W&B history."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from lightning.pytorch.loggers import CSVLogger
+
+from callbacks import metrics as M
+from callbacks.evaluation import Evaluation, Evaluator, MetricOptions, subset_indices
+from callbacks.extractors import FeatureExtractor, build_extractor, register_extractor
+from callbacks.extractors.base import to_unit_range
+from datamodules.base import TensorDictDataset
+from tests.helpers import ImagesDataModule, quiet_trainer, wandb_run_contents
+from zoo.wgan import WGANGP
+
+REPO = Path(__file__).resolve().parents[1]
+ALL_METRICS = ("fid", "kid", "precision_recall", "prd", "memorization")
+
+
+class SplitImages(ImagesDataModule):
+    """Random 1x8x8 images with a train and a test split."""
+
+    def __init__(self, num_samples: int = 96, num_test: int = 40, batch_size: int = 16, seed: int = 0) -> None:
+        super().__init__(num_samples=num_samples, batch_size=batch_size, seed=seed)
+        self.num_test = num_test
+
+    def build_datasets(self):
+        g = torch.Generator().manual_seed(self.seed)
+        x = torch.rand(self.num_samples + self.num_test, 1, 8, 8, generator=g) * 2 - 1
+        return TensorDictDataset(x=x[: self.num_samples]), None, TensorDictDataset(x=x[self.num_samples:])
+
+
+@register_extractor("counting")
+class CountingExtractor(FeatureExtractor):
+    """Pixels times a factor (the spec's argument), counting the samples it sees: cache hits extract nothing."""
+
+    seen = 0
+
+    def __init__(self, factor: float = 1.0) -> None:
+        super().__init__()
+        self.factor = factor
+
+    @classmethod
+    def from_spec(cls, argument):
+        return cls(float(argument or 1.0))
+
+    def features(self, x, value_range):
+        CountingExtractor.seen += len(x)
+        return to_unit_range(x, value_range).flatten(1) * self.factor
+
+    def protocol(self):
+        return {"extractor": "counting", "factor": self.factor}
+
+
+def small_options() -> MetricOptions:
+    return MetricOptions(kid_subsets=5, kid_subset_size=20, prd_runs=2)
+
+
+def model_for(dm) -> WGANGP:
+    torch.manual_seed(0)
+    return WGANGP(latent_dim=8, data_shape=dm.data_shape)
+
+
+def test_callback_logs_every_metric_with_its_protocol_and_plots(tmp_path):
+    dm = SplitImages()
+    evaluation = Evaluation(extractor="pixels", metrics=ALL_METRICS, n_samples=48, n_reference=48, every_n_steps=10,
+                            every_n_epochs=None, cache_dir=str(tmp_path / "cache"), kid_subsets=5,
+                            kid_subset_size=20, prd_runs=2)
+    trainer = quiet_trainer(tmp_path, max_steps=20, logger=CSVLogger(tmp_path), callbacks=[evaluation])
+    trainer.fit(model_for(dm), dm)
+    log_dir = Path(trainer.logger.log_dir)
+    header = (log_dir / "metrics.csv").read_text().splitlines()[0].split(",")
+    expected = ["fid", "kid", "kid_std", "precision", "recall", "f_score", "prd_f8", "prd_f1_8", "pms", "ims",
+                "pms_train_train", "ims_train_train", "pms_test_train", "ims_test_train", "seconds"]
+    assert {f"eval/{name}" for name in expected} <= set(header)
+    protocol = yaml.full_load((log_dir / "hparams.yaml").read_text())["evaluation"]
+    assert protocol["extractor"]["extractor"] == "pixels"
+    assert (protocol["n_generated"], protocol["reference_split"], protocol["n_reference"]) == (48, "train", 48)
+    assert protocol["kid"] == {"subsets": 5, "subset_size": 20}
+    events = [json.loads(line) for line in (log_dir / "evaluation.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events] == [10, 20]  # the train-end event falls on the step already evaluated
+    assert [h["fid"] for h in evaluation.history] == [e["fid"] for e in events]
+    assert all(e["precision"] <= 1 and 0 < e["fid"] for e in events)
+    images = {p.name for p in (log_dir / "images").glob("*.png")}
+    assert {"eval_prd_curve_step20.png", "eval_fid_curve_step20.png"} <= images
+    assert float(trainer.callback_metrics["eval/fid"]) == pytest.approx(events[-1]["fid"])
+
+
+def test_evaluator_equals_the_metrics_on_directly_extracted_features(tmp_path):
+    dm = SplitImages()
+    dm.setup()
+    model = model_for(dm)
+    evaluator = Evaluator("pixels", ("fid", "kid", "precision_recall", "prd"), n_samples=40, n_reference=50,
+                          seed=3, cache_dir=None, options=small_options())
+    result = evaluator.evaluate(model, dm)
+    extractor = build_extractor("pixels")
+    fake = extractor(model.generate(model.sample_latents(40, generator=torch.Generator().manual_seed(3))),
+                     (-1.0, 1.0))
+    indices = subset_indices(len(dm.train_set), 50, seed=3)
+    real = extractor(torch.stack([dm.train_set[i]["x"] for i in indices]), (-1.0, 1.0))
+    assert result.values["fid"] == pytest.approx(M.frechet_distance(fake, real), rel=1e-10)
+    assert result.values["precision"] == M.precision_recall(real, fake)["precision"]
+    assert result.values["kid"] == pytest.approx(M.kernel_distance(fake, real, 5, 20, seed=3)[0], rel=1e-10)
+    precision, recall = M.prd(fake, real[:40], num_runs=2, seed=3)
+    assert result.values["prd_f8"] == pytest.approx(M.prd_f_beta(precision, recall)[0], rel=1e-10)
+
+
+def test_reference_features_are_cached_and_recomputed_when_the_key_changes(tmp_path):
+    dm = SplitImages()
+    cache = tmp_path / "cache"
+
+    def run(dm=dm, spec="counting", n_reference=50):
+        CountingExtractor.seen = 0
+        Evaluator(spec, ("fid",), n_samples=30, n_reference=n_reference, cache_dir=cache).evaluate(model_for(dm), dm)
+        return CountingExtractor.seen
+
+    assert run() == 50 + 30
+    assert run() == 30, "a second evaluator must reuse the cached reference features"
+    assert len(list(cache.glob("*.pt"))) == 1
+    assert run(n_reference=60) == 60 + 30  # another subset size
+    assert run(spec="counting:2") == 50 + 30  # another extractor protocol
+    assert run(dm=SplitImages(seed=1)) == 50 + 30  # other data
+    for path in cache.glob("*.pt"):
+        path.write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="ignoring reference cache"):
+        assert run() == 50 + 30
+
+
+def test_bad_evaluation_settings_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown or no metrics"):
+        Evaluator("pixels", ("fid", "is"))
+    with pytest.raises(ValueError, match="reference_split"):
+        Evaluator("pixels", reference_split="validation")
+    dm = ImagesDataModule()  # no test split
+    with pytest.raises(ValueError, match="no 'test' split"):
+        Evaluator("pixels", ("memorization",), n_samples=8, n_reference=8, cache_dir=None).evaluate(model_for(dm), dm)
+
+
+def prepared_digits_config(tmp_path: Path, evaluation_args: dict) -> Path:
+    """The digits WGAN-GP config at 8 px with a small pixel-space Evaluation instead of its own."""
+    config = yaml.safe_load((REPO / "configs/wgan_gp/digits.yaml").read_text())
+    callbacks = [c for c in config["trainer"]["callbacks"] if not c["class_path"].endswith("Evaluation")]
+    callbacks.append({"class_path": "callbacks.Evaluation", "init_args": evaluation_args})
+    config["trainer"]["callbacks"] = callbacks
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_ddp_sharded_evaluation_equals_the_single_process_value(tmp_path):
+    """2-process DDP (gloo): each rank generates and extracts half the samples; the gathered metrics equal a
+    single-process evaluation of the final checkpoint."""
+    args = {"extractor": "pixels", "metrics": list(ALL_METRICS), "n_samples": 61, "n_reference": 70,
+            "every_n_epochs": None, "cache_dir": str(tmp_path / "cache"), "kid_subsets": 5, "kid_subset_size": 20,
+            "prd_runs": 2}
+    config = prepared_digits_config(tmp_path, args)
+    root = tmp_path / "ddp"
+    command = [sys.executable, "-m", "zoo.cli", "fit", "--config", str(config), "--trainer.logger", "false",
+               "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+               "--trainer.strategy", "ddp", "--trainer.max_steps", "12", "--trainer.default_root_dir", str(root),
+               "--data.init_args.batch_size", "16"]
+    result = subprocess.run(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ddp = json.loads((root / "evaluation.jsonl").read_text().splitlines()[-1])
+    model = WGANGP.load_from_checkpoint(root / "checkpoints" / "last.ckpt", map_location="cpu")
+    from datamodules import Digits
+
+    options = MetricOptions(kid_subsets=5, kid_subset_size=20, prd_runs=2)
+    single = Evaluator("pixels", ALL_METRICS, n_samples=61, n_reference=70, cache_dir=None,
+                       options=options).evaluate(model, Digits(batch_size=16, image_size=8))
+    for name, value in single.values.items():
+        assert ddp[name] == pytest.approx(value, rel=1e-5, abs=1e-7), name
+
+
+def test_the_fid_series_lands_in_the_wandb_run_history(tmp_path, monkeypatch):
+    from zoo.loggers import ZooWandbLogger
+
+    for key in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    dm = SplitImages()
+    evaluation = Evaluation(extractor="pixels", metrics=("fid", "prd"), n_samples=40, n_reference=40,
+                            every_n_steps=6, every_n_epochs=None, cache_dir=None, prd_runs=1)
+    logger = ZooWandbLogger(project="genzoo-test", save_dir=str(tmp_path))
+    trainer = quiet_trainer(tmp_path, max_steps=18, logger=logger, callbacks=[evaluation])
+    trainer.fit(model_for(dm), dm)
+    import wandb
+
+    run_dir = Path(logger.experiment.dir).parent
+    wandb.finish()
+    history, config = wandb_run_contents(next(run_dir.glob("*.wandb")))
+    fid = [row["eval/fid"] for row in history if "eval/fid" in row]
+    assert fid == pytest.approx([h["fid"] for h in evaluation.history]) and len(fid) == 3
+    plots = [row for row in history if row.get("eval/prd_curve/_type") == "images/separated"]
+    assert len(plots) == 3, "the PRD plots were not logged as W&B images"
+    assert config["evaluation"]["n_generated"] == 40, "the protocol is not in the run's config"
