@@ -29,6 +29,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from matplotlib.figure import Figure
 from torch.utils.data import DataLoader, Dataset, Subset
 
@@ -102,6 +103,9 @@ class FeatureSet:
 
     features: torch.Tensor
     pixels: torch.Tensor | None = None
+
+    def to(self, device: torch.device) -> FeatureSet:
+        return FeatureSet(self.features.to(device), self.pixels.to(device) if self.pixels is not None else None)
 
     def unit_pixels(self) -> torch.Tensor:
         return self.pixels.flatten(1).float() / 255
@@ -327,8 +331,12 @@ class Evaluator:
             extra["train"] = self.real_features(datamodule, "train", device, collective)
             extra["test"] = self.real_features(datamodule, "test", device, collective)
         result = None
-        if collective.rank == 0:
-            result = self.compute(fake, real, extra)
+        if collective.rank == 0:  # metrics run where the extractor ran: k-means and k-NN use the GPU if any
+            try:
+                result = self.compute(fake.to(device), real.to(device), {k: v.to(device) for k, v in extra.items()})
+            except ValueError as error:
+                raise ValueError(f"evaluating {len(fake.features)} generated against {len(real.features)} "
+                                 f"{self.reference_split} samples: {error}") from error
             result.protocol["datamodule"] = datamodule_identity(datamodule)["class"]
         result = collective.broadcast(result)
         result.seconds = time.perf_counter() - start
@@ -397,6 +405,9 @@ class Evaluation(PeriodicCallback):
     (extractor, weights hash, sample sizes, reference split) as the logger's hyper-parameter ``evaluation``.
     Values also go to ``trainer.callback_metrics``, so ``ModelCheckpoint(monitor="eval/fid")`` keeps the best.
 
+    ``train_missing_classifier``: with a ``classifier:<name>`` extractor whose checkpoint does not exist yet,
+    train it on the run's datamodule at the start of fit (seconds for digits) instead of stopping.
+
     Plots: the PRD curve and every metric over training (``<prefix>/prd_curve``, ``<prefix>/fid_curve``) go
     to image-capable loggers, or to PNGs when there are none; every event is appended to
     ``<log dir>/evaluation.jsonl``."""
@@ -409,8 +420,9 @@ class Evaluation(PeriodicCallback):
                  every_n_steps: int | None = None, every_n_epochs: int | None = 1, batch_size: int = 250,
                  seed: int = 0, cache_dir: str | None = None, prefix: str = "eval", plots: bool = True,
                  kid_subsets: int = 100, kid_subset_size: int = 1000, pr_k: int = 3, prd_clusters: int = 20,
-                 prd_angles: int = 1001, prd_runs: int = 10) -> None:
+                 prd_angles: int = 1001, prd_runs: int = 10, train_missing_classifier: bool = False) -> None:
         super().__init__(every_n_steps=every_n_steps, every_n_epochs=every_n_epochs)
+        self.train_missing_classifier = train_missing_classifier
         options = MetricOptions(kid_subsets, kid_subset_size, pr_k, prd_clusters, prd_angles, prd_runs)
         self.evaluator = Evaluator(extractor, tuple(metrics), n_samples, reference_split, n_reference, batch_size,
                                    seed, cache_dir if cache_dir is not None else default_cache_dir(), options)
@@ -418,6 +430,35 @@ class Evaluation(PeriodicCallback):
         self.plots = plots
         self.history: list[dict[str, float]] = []
         self._protocol_logged = False
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # build the extractor now: missing weights should stop a run at its start, not hours in
+        try:
+            self.evaluator.feature_extractor  # noqa: B018
+        except FileNotFoundError:
+            if not (self.train_missing_classifier and self.evaluator.extractor.startswith("classifier:")):
+                raise
+            self.train_classifier(trainer)
+            self.evaluator.feature_extractor  # noqa: B018
+
+    def train_classifier(self, trainer: L.Trainer) -> None:
+        """Train the named classifier extractor on this run's datamodule (rank zero), and give every node a
+        copy of the same file (nodes need not share a file system)."""
+        from callbacks.extractors.classifier import resolve_checkpoint, save_classifier, train_classifier
+
+        name = self.evaluator.extractor.partition(":")[2]
+        path = resolve_checkpoint(name)
+        content = None
+        if trainer.is_global_zero:
+            net, accuracy = train_classifier(trainer.datamodule, device=trainer.strategy.root_device)
+            save_classifier(path, net, name, accuracy)
+            content = path.read_bytes()
+            rank_zero_info(f"trained the '{name}' classifier extractor: test accuracy {accuracy:.4f}, saved to {path}")
+        content = trainer.strategy.broadcast(content, src=0)
+        if trainer.local_rank == 0 and not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+        trainer.strategy.barrier()
 
     def log_now(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         result = self.evaluator.evaluate(pl_module, trainer.datamodule, pl_module.device, TrainerCollective(trainer))
@@ -447,6 +488,10 @@ class Evaluation(PeriodicCallback):
                   "seconds": result.seconds, "protocol": result.protocol}
         with path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
+
+    @property
+    def state_key(self) -> str:  # several evaluations (e.g. Inception and VGG16) keep separate histories
+        return self._generate_state_key(extractor=self.evaluator.extractor, prefix=self.prefix)
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history}

@@ -38,11 +38,8 @@ def _check_features(*features: Tensor, min_samples: int = 2) -> None:
 def feature_statistics(features: Tensor) -> tuple[Tensor, Tensor]:
     """Mean and unbiased (N - 1) covariance, in float64 (as ``np.cov(rowvar=False)``)."""
     _check_features(features)
-    f = features.double()
-    mu = f.mean(0)
-    centred = f - mu
-    sigma = centred.T @ centred / (f.shape[0] - 1)
-    return mu, sigma
+    scaled = centred_scaled(features)
+    return features.double().mean(0), scaled.T @ scaled
 
 
 def trace_sqrt_product(sigma_1: Tensor, sigma_2: Tensor) -> Tensor:
@@ -72,9 +69,24 @@ def frechet_distance_from_statistics(mu_1: Tensor, sigma_1: Tensor, mu_2: Tensor
 
 
 def frechet_distance(features_1: Tensor, features_2: Tensor) -> float:
-    """FID between two feature sets (symmetric; 0 for a set against itself up to rounding)."""
+    """FID between two feature sets (symmetric; 0 for a set against itself up to rounding).
+
+    With fewer samples than dimensions (raw pixels, VGG's 4096-d features) the covariances have low rank and
+    the same value comes from n x n matrices: with Σi = AiᵀAi for the centred, scaled samples Ai,
+    Tr sqrt(Σ1 Σ2) is the sum of the singular values of A1 A2ᵀ and Tr Σi = ||Ai||²."""
     _check_features(features_1, features_2)
-    return frechet_distance_from_statistics(*feature_statistics(features_1), *feature_statistics(features_2))
+    if max(features_1.shape[0], features_2.shape[0]) >= features_1.shape[1]:
+        return frechet_distance_from_statistics(*feature_statistics(features_1), *feature_statistics(features_2))
+    a_1, a_2 = (centred_scaled(f) for f in (features_1, features_2))
+    mean_term = (features_1.double().mean(0) - features_2.double().mean(0)).square().sum()
+    value = mean_term + a_1.square().sum() + a_2.square().sum() - 2 * torch.linalg.svdvals(a_1 @ a_2.T).sum()
+    return max(float(value), 0.0)
+
+
+def centred_scaled(features: Tensor) -> Tensor:
+    """A with AᵀA the unbiased covariance: centred samples over sqrt(N - 1), float64."""
+    f = features.double()
+    return (f - f.mean(0)) / math.sqrt(f.shape[0] - 1)
 
 
 # ---------------------------------------------------------------------------------------------- KID
@@ -242,7 +254,10 @@ def prd(eval_features: Tensor, ref_features: Tensor, num_clusters: int = 20, num
     Each run clusters the union of both sets into ``num_clusters`` clusters and compares the two histograms of
     cluster assignments; the curves are averaged over ``num_runs``. As the reference, both sets must have the
     same size (otherwise the cluster histograms are biased towards the larger one)."""
-    _check_features(eval_features, ref_features, min_samples=num_clusters)
+    _check_features(eval_features, ref_features)
+    if 2 * eval_features.shape[0] < num_clusters:
+        raise ValueError(f"PRD with {num_clusters} clusters needs at least {num_clusters} samples in the two sets "
+                         f"together, got {2 * eval_features.shape[0]}")
     if eval_features.shape[0] != ref_features.shape[0]:
         raise ValueError(f"PRD needs sets of equal size, got {eval_features.shape[0]} generated and "
                          f"{ref_features.shape[0]} real samples")

@@ -50,3 +50,27 @@ def random_inception_weights(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "random-inception.pth"
     torch.save(net.state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def offline_evaluation_environment(tmp_path_factory, random_inception_weights):
+    """What configs' Evaluation callbacks look up, made here: classifier extractors for digits (8 px) and
+    Fashion-MNIST (random weights: the tests check the plumbing, not the numbers), random Inception weights and
+    a private reference cache. Set in os.environ so that CLI subprocesses (DDP) see them too."""
+    import os
+
+    from callbacks.extractors.classifier import ClassifierNet, save_classifier
+
+    directory = tmp_path_factory.mktemp("extractors")
+    for name, channels, size in (("digits", 1, 8), ("fashion_mnist", 1, 28)):
+        save_classifier(directory / f"{name}.pt", ClassifierNet(channels, 10, size), name, 0.0)
+    values = {"GENZOO_EXTRACTORS_DIR": str(directory), "GENZOO_INCEPTION_WEIGHTS": str(random_inception_weights),
+              "GENZOO_CACHE_DIR": str(tmp_path_factory.mktemp("genzoo-cache"))}
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    yield values
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,8 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+import yaml
 
 from datamodules import DataNotFoundError
+from tests.helpers import prepared_config
 from tests.test_datamodules import write_fake_celeba
 from zoo.cli import run_cli as main
 
@@ -27,6 +30,11 @@ def quick_args(tmp_path, steps: int = 12, logger: bool = False) -> list[str]:
             "--trainer.devices", "1", "--trainer.max_steps", str(steps), "--trainer.default_root_dir", str(tmp_path)]
 
 
+def small_config(config: str, tmp_path: Path) -> str:
+    """The config with a test-sized Evaluation (the full one runs in test_every_config_trains_through_the_cli)."""
+    return str(prepared_config(config, tmp_path / "prepared"))
+
+
 def data_args(config: str, tmp_path, monkeypatch) -> list[str]:
     """Point each config at the data this machine has (users keep the configs' defaults)."""
     if "fashion_mnist" in config:
@@ -36,7 +44,7 @@ def data_args(config: str, tmp_path, monkeypatch) -> list[str]:
                 str(SHARED_DATA / "cifar10-jpeg-test"), "--data.init_args.image_size", "32",
                 "--data.init_args.batch_size", "8"]
     if "celeba64" in config:
-        write_fake_celeba(tmp_path / "celeba_root", partition=[0] * 4 + [1, 1, 2, 2])
+        write_fake_celeba(tmp_path / "celeba_root", partition=[0] * 20 + [1, 1] + [2] * 20)  # 20 test images
         monkeypatch.setattr(torchvision.datasets.CelebA, "_check_integrity", lambda self: True)
         return ["--data.init_args.data_dir", str(tmp_path / "celeba_root"), "--data.init_args.batch_size", "2"]
     if "grid25" in config:
@@ -49,7 +57,15 @@ def test_every_config_trains_through_the_cli(config, tmp_path, monkeypatch):
     if ("fashion_mnist" in config or "cifar10" in config) and not SHARED_DATA.exists():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     monkeypatch.chdir(REPO)
-    cli = main(["fit", "--config", config, *quick_args(tmp_path), *data_args(config, tmp_path, monkeypatch)])
+    expected_extractor = yaml.safe_load((REPO / config).read_text())
+    expected_extractor = [c for c in expected_extractor["trainer"]["callbacks"]
+                          if c["class_path"] == "callbacks.Evaluation"][0]["init_args"]["extractor"]
+    assert expected_extractor == {"grid25": "pixels", "digits": "classifier:digits",
+                                  "fashion_mnist": "classifier:fashion_mnist"}.get(Path(config).stem, "inception")
+    # test-sized evaluation; Inception at 299 px is too slow for every config (tests/test_extractors.py runs it)
+    small = prepared_config(config, tmp_path / "prepared",
+                            **({"extractor": "pixels"} if expected_extractor == "inception" else {}))
+    cli = main(["fit", "--config", str(small), *quick_args(tmp_path), *data_args(config, tmp_path, monkeypatch)])
     model = cli.model
     assert cli.trainer.global_step == 12
     assert model.generator_step >= (0 if "wgan/" in config else 1)  # WGAN warms its critic up for 100 steps
@@ -61,13 +77,15 @@ def test_every_config_trains_through_the_cli(config, tmp_path, monkeypatch):
         assert samples.min() >= low and samples.max() <= high
     assert (tmp_path / "config.yaml").exists()
     assert list((tmp_path / "images").glob("samples_*.png")), "the sample callback wrote no image"
+    evaluation = json.loads((tmp_path / "evaluation.jsonl").read_text().splitlines()[-1])
+    assert evaluation["step"] == 12 and evaluation["fid"] >= 0 and 0 <= evaluation["prd_f8"] <= 1
 
 
 @pytest.mark.parametrize("method", ["wgan", "wgan_gp"])
 def test_bf16_mixed_through_the_cli(method, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     no_warmup = ["--model.init_args.warmup", "false"] if method == "wgan" else []
-    cli = main(["fit", "--config", f"configs/{method}/digits.yaml", *quick_args(tmp_path),
+    cli = main(["fit", "--config", small_config(f"configs/{method}/digits.yaml", tmp_path), *quick_args(tmp_path),
                 "--trainer.precision", "bf16-mixed", *no_warmup])
     assert cli.trainer.precision == "bf16-mixed"
     assert cli.model.generator_step == 2
@@ -76,7 +94,7 @@ def test_bf16_mixed_through_the_cli(method, tmp_path, monkeypatch):
 
 def test_rerun_in_the_same_directory_and_resume_from_last_checkpoint(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
-    config = ["fit", "--config", "configs/wgan_gp/digits.yaml"]
+    config = ["fit", "--config", small_config("configs/wgan_gp/digits.yaml", tmp_path)]
     main([*config, *quick_args(tmp_path, steps=12)])  # writes config.yaml and checkpoints/last.ckpt
     last = tmp_path / "checkpoints" / "last.ckpt"
     assert last.exists()
@@ -89,13 +107,15 @@ def test_corrupt_or_foreign_checkpoints_give_a_clear_error(tmp_path, monkeypatch
     monkeypatch.chdir(REPO)
     path = tmp_path / "bad.ckpt"
     if content == "truncate":
-        main(["fit", "--config", "configs/wgan_gp/digits.yaml", *quick_args(tmp_path / "run", steps=6)])
+        main(["fit", "--config", small_config("configs/wgan_gp/digits.yaml", tmp_path),
+              *quick_args(tmp_path / "run", steps=6)])
         good = (tmp_path / "run" / "checkpoints" / "last.ckpt").read_bytes()
         path.write_bytes(good[: len(good) // 2])
     else:
         path.write_bytes(content)
     with pytest.raises(ValueError, match="bad.ckpt.*(not a readable|truncated|corrupt)"):
-        main(["fit", "--config", "configs/wgan_gp/digits.yaml", *quick_args(tmp_path), "--ckpt_path", str(path)])
+        main(["fit", "--config", small_config("configs/wgan_gp/digits.yaml", tmp_path), *quick_args(tmp_path),
+              "--ckpt_path", str(path)])
 
 
 def test_a_checkpoint_of_another_library_is_rejected(tmp_path, monkeypatch):
@@ -103,7 +123,8 @@ def test_a_checkpoint_of_another_library_is_rejected(tmp_path, monkeypatch):
     path = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {}, "epoch": 0}, path)
     with pytest.raises(ValueError, match="not written by a genzoo model"):
-        main(["fit", "--config", "configs/wgan_gp/digits.yaml", *quick_args(tmp_path), "--ckpt_path", str(path)])
+        main(["fit", "--config", small_config("configs/wgan_gp/digits.yaml", tmp_path), *quick_args(tmp_path),
+              "--ckpt_path", str(path)])
 
 
 def test_missing_data_names_the_files(tmp_path, monkeypatch):
@@ -116,7 +137,7 @@ def test_missing_data_names_the_files(tmp_path, monkeypatch):
 def test_wrong_image_size_for_a_network_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     with pytest.raises(ValueError, match="4·2\\^k or 7·2\\^k"):
-        main(["fit", "--config", "configs/wgan_gp/digits.yaml", *quick_args(tmp_path),
+        main(["fit", "--config", small_config("configs/wgan_gp/digits.yaml", tmp_path), *quick_args(tmp_path),
               "--data.init_args.image_size", "12"])
 
 
@@ -126,7 +147,8 @@ def test_wandb_logs_offline_without_credentials(tmp_path, monkeypatch):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    cli = main(["fit", "--config", "configs/wgan_gp/digits.yaml", *quick_args(tmp_path, logger=True),
+    cli = main(["fit", "--config", small_config("configs/wgan_gp/digits.yaml", tmp_path),
+                *quick_args(tmp_path, logger=True),
                 "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.log_every_n_steps", "2"])
     import wandb
 
@@ -141,7 +163,8 @@ def test_wandb_logs_offline_without_credentials(tmp_path, monkeypatch):
 def test_ddp_two_processes_keep_identical_parameters(tmp_path, method):
     """Real `zoo fit --trainer.strategy ddp` with 2 CPU processes (gloo); each rank dumps its parameters."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "zoo.cli", "fit", "--config", f"configs/{method}/digits.yaml",
+    command = [sys.executable, "-m", "zoo.cli", "fit", "--config",
+               small_config(f"configs/{method}/digits.yaml", tmp_path),
                *quick_args(tmp_path, steps=18), "--trainer.devices", "2", "--trainer.strategy", "ddp",
                *(["--model.init_args.warmup", "false"] if method == "wgan" else []),  # so the generator steps too
                "--trainer.callbacks+=tests.helpers.DumpParameters",
@@ -150,7 +173,8 @@ def test_ddp_two_processes_keep_identical_parameters(tmp_path, method):
     assert result.returncode == 0, result.stderr[-3000:]
     rank0 = torch.load(tmp_path / "params_rank0.pt", weights_only=True)
     rank1 = torch.load(tmp_path / "params_rank1.pt", weights_only=True)
-    initial = main(["fit", "--config", f"configs/{method}/digits.yaml", *quick_args(tmp_path / "init", steps=1),
+    initial = main(["fit", "--config", small_config(f"configs/{method}/digits.yaml", tmp_path),
+                    *quick_args(tmp_path / "init", steps=1),
                     "--trainer.limit_train_batches", "0"]).model
     initial = dict(initial.named_parameters())
     changed = set()
@@ -166,7 +190,8 @@ def test_the_zoo_console_script_exits_cleanly(tmp_path):
 
     if shutil.which("zoo") is None:
         pytest.skip("the zoo console script is not installed (pip install -e .)")
-    result = subprocess.run(["zoo", "fit", "--config", "configs/wgan_gp/digits.yaml", *quick_args(tmp_path, steps=6)],
+    result = subprocess.run(["zoo", "fit", "--config", small_config("configs/wgan_gp/digits.yaml", tmp_path),
+                             *quick_args(tmp_path, steps=6)],
                             cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()

@@ -14,12 +14,13 @@ import torch
 import yaml
 from lightning.pytorch.loggers import CSVLogger
 
+from benchmarks.evaluate import main as evaluate_checkpoint
 from callbacks import metrics as M
 from callbacks.evaluation import Evaluation, Evaluator, MetricOptions, subset_indices
 from callbacks.extractors import FeatureExtractor, build_extractor, register_extractor
 from callbacks.extractors.base import to_unit_range
 from datamodules.base import TensorDictDataset
-from tests.helpers import ImagesDataModule, quiet_trainer, wandb_run_contents
+from tests.helpers import ImagesDataModule, prepared_config, quiet_trainer, wandb_run_contents
 from zoo.wgan import WGANGP
 
 REPO = Path(__file__).resolve().parents[1]
@@ -145,24 +146,13 @@ def test_bad_evaluation_settings_are_clear_errors(tmp_path):
         Evaluator("pixels", ("memorization",), n_samples=8, n_reference=8, cache_dir=None).evaluate(model_for(dm), dm)
 
 
-def prepared_digits_config(tmp_path: Path, evaluation_args: dict) -> Path:
-    """The digits WGAN-GP config at 8 px with a small pixel-space Evaluation instead of its own."""
-    config = yaml.safe_load((REPO / "configs/wgan_gp/digits.yaml").read_text())
-    callbacks = [c for c in config["trainer"]["callbacks"] if not c["class_path"].endswith("Evaluation")]
-    callbacks.append({"class_path": "callbacks.Evaluation", "init_args": evaluation_args})
-    config["trainer"]["callbacks"] = callbacks
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 def test_ddp_sharded_evaluation_equals_the_single_process_value(tmp_path):
     """2-process DDP (gloo): each rank generates and extracts half the samples; the gathered metrics equal a
     single-process evaluation of the final checkpoint."""
     args = {"extractor": "pixels", "metrics": list(ALL_METRICS), "n_samples": 61, "n_reference": 70,
             "every_n_epochs": None, "cache_dir": str(tmp_path / "cache"), "kid_subsets": 5, "kid_subset_size": 20,
             "prd_runs": 2}
-    config = prepared_digits_config(tmp_path, args)
+    config = prepared_config("configs/wgan_gp/digits.yaml", tmp_path / "config", **args)
     root = tmp_path / "ddp"
     command = [sys.executable, "-m", "zoo.cli", "fit", "--config", str(config), "--trainer.logger", "false",
                "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
@@ -172,14 +162,37 @@ def test_ddp_sharded_evaluation_equals_the_single_process_value(tmp_path):
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     ddp = json.loads((root / "evaluation.jsonl").read_text().splitlines()[-1])
-    model = WGANGP.load_from_checkpoint(root / "checkpoints" / "last.ckpt", map_location="cpu")
-    from datamodules import Digits
+    # the evaluate command on the checkpoint, single process
+    single = evaluate_checkpoint([
+        "--ckpt", str(root / "checkpoints" / "last.ckpt"), "--data", "digits", "--image_size", "8",
+        "--extractor", "pixels", "--metrics", ",".join(ALL_METRICS), "--n", "61", "--n_reference", "70",
+        "--kid_subsets", "5", "--kid_subset_size", "20", "--prd_runs", "2", "--cache_dir", "", "--device", "cpu"])
+    for name in ("fid", "kid", "precision", "recall", "prd_f8", "prd_f1_8", "pms", "ims", "pms_test_train"):
+        assert ddp[name] == pytest.approx(single[name], rel=1e-5, abs=1e-7), name
+    assert single["protocol"] == ddp["protocol"]
 
-    options = MetricOptions(kid_subsets=5, kid_subset_size=20, prd_runs=2)
-    single = Evaluator("pixels", ALL_METRICS, n_samples=61, n_reference=70, cache_dir=None,
-                       options=options).evaluate(model, Digits(batch_size=16, image_size=8))
-    for name, value in single.values.items():
-        assert ddp[name] == pytest.approx(value, rel=1e-5, abs=1e-7), name
+
+def test_the_evaluate_command_prints_json_and_names_bad_input(tmp_path, capsys):
+    dm = SplitImages()
+    model = model_for(dm)
+    trainer = quiet_trainer(tmp_path, max_steps=2, enable_checkpointing=True)
+    trainer.fit(model, dm)
+    ckpt = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(ckpt)
+    common = ["--ckpt", str(ckpt), "--data", "digits", "--extractor", "pixels", "--metrics", "fid,precision_recall",
+              "--n", "40", "--n_reference", "40", "--cache_dir", "", "--device", "cpu"]
+    record = evaluate_checkpoint(common)  # digits at 8 px: the model's 1x8x8
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == record
+    assert record["fid"] > 0 and 0 <= record["precision"] <= 1 and record["protocol"]["n_generated"] == 40
+    with pytest.raises(ValueError, match=r"generates \(1, 8, 8\) but --data digits yields \(1, 16, 16\)"):
+        evaluate_checkpoint([*common, "--image_size", "16"])
+    old = torch.load(ckpt, weights_only=True)
+    del old["zoo"]["class_path"]
+    torch.save(old, tmp_path / "old.ckpt")
+    with pytest.raises(ValueError, match="pass --model"):
+        evaluate_checkpoint([*common, "--ckpt", str(tmp_path / "old.ckpt")])
+    again = evaluate_checkpoint([*common, "--ckpt", str(tmp_path / "old.ckpt"), "--model", "zoo.wgan.WGANGP"])
+    assert {**again, "ckpt": None, "seconds": None} == {**record, "ckpt": None, "seconds": None}
 
 
 def test_the_fid_series_lands_in_the_wandb_run_history(tmp_path, monkeypatch):
@@ -205,3 +218,22 @@ def test_the_fid_series_lands_in_the_wandb_run_history(tmp_path, monkeypatch):
     plots = [row for row in history if row.get("eval/prd_curve/_type") == "images/separated"]
     assert len(plots) == 3, "the PRD plots were not logged as W&B images"
     assert config["evaluation"]["n_generated"] == 40, "the protocol is not in the run's config"
+
+
+def test_a_missing_classifier_stops_the_run_at_once_or_is_trained_on_request(tmp_path, monkeypatch):
+    from datamodules import Digits
+
+    monkeypatch.setenv("GENZOO_EXTRACTORS_DIR", str(tmp_path / "extractors"))
+    dm = Digits(batch_size=32, image_size=8)
+    settings = dict(extractor="classifier:digits", metrics=("fid",), n_samples=40, n_reference=40, cache_dir=None)
+    trainer = quiet_trainer(tmp_path, max_steps=2, callbacks=[Evaluation(**settings)])
+    model = model_for(dm)
+    with pytest.raises(FileNotFoundError, match="python -m callbacks.extractors.train --data digits"):
+        trainer.fit(model, dm)
+    assert trainer.global_step == 0
+    evaluation = Evaluation(**settings, train_missing_classifier=True)
+    trainer = quiet_trainer(tmp_path, max_steps=2, callbacks=[evaluation])
+    trainer.fit(model_for(dm), dm)
+    assert (tmp_path / "extractors" / "digits.pt").is_file()
+    assert evaluation.evaluator.feature_extractor.test_accuracy > 0.9
+    assert len(evaluation.history) == 1 and evaluation.history[0]["fid"] > 0

@@ -169,7 +169,8 @@ class GenerativeModel(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.check_parameters_finite()
-        checkpoint["zoo"] = {"noise_seed": self.noise_seed}
+        checkpoint["zoo"] = {"noise_seed": self.noise_seed,
+                             "class_path": f"{type(self).__module__}.{type(self).__qualname__}"}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         require_zoo_section(checkpoint)

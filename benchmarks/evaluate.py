@@ -1,0 +1,82 @@
+"""Evaluate any genzoo checkpoint with the evaluation suite; the last stdout line is one JSON object.
+
+    python -m benchmarks.evaluate --ckpt runs/wgan_gp/fashion_mnist/checkpoints/last.ckpt \\
+        --data fashion_mnist --data_dir data --extractor classifier:fashion_mnist --n 10000
+
+The model class comes from the checkpoint (``--model`` overrides it for checkpoints written before genzoo
+recorded it); the protocol is the training callback's (:class:`callbacks.evaluation.Evaluator`), so the numbers
+equal what ``eval/*`` logged for the same settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+import torch
+
+from callbacks.evaluation import METRICS, Evaluator, MetricOptions, default_cache_dir
+from datamodules import BY_NAME, build_datamodule
+from zoo.checkpoints import read_checkpoint
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ckpt", required=True, help="a checkpoint written by `zoo fit`")
+    parser.add_argument("--data", required=True, choices=sorted(BY_NAME), help="the real data to compare with")
+    parser.add_argument("--data_dir", default="data")
+    parser.add_argument("--image_size", type=int, default=None,
+                        help="for datamodules that resize (must match the model)")
+    parser.add_argument("--extractor", default="inception", help="inception[:weights], vgg16[:weights], "
+                        "classifier:<name or path>, pixels")
+    parser.add_argument("--metrics", default="fid,kid,precision_recall,prd",
+                        help=f"comma-separated, from {','.join(METRICS)}")
+    parser.add_argument("--n", type=int, default=10_000, help="generated samples")
+    parser.add_argument("--reference_split", default="train", choices=["train", "val", "test"])
+    parser.add_argument("--n_reference", type=int, default=10_000, help="real samples; 0 for the whole split")
+    parser.add_argument("--batch_size", type=int, default=250)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--cache_dir", default=str(default_cache_dir()), help="reference-feature cache ('' for none)")
+    parser.add_argument("--model", default=None,
+                        help="model class path, e.g. zoo.wgan.WGANGP (default: recorded in the checkpoint)")
+    parser.add_argument("--kid_subsets", type=int, default=100)
+    parser.add_argument("--kid_subset_size", type=int, default=1000)
+    parser.add_argument("--prd_runs", type=int, default=10)
+    return parser.parse_args(argv)
+
+
+def load_model(path: str, class_path: str | None, device: str) -> torch.nn.Module:
+    checkpoint = read_checkpoint(path)  # clear errors for missing, corrupt and foreign files
+    class_path = class_path or checkpoint["zoo"].get("class_path")
+    if not class_path:
+        raise ValueError(f"{path} does not record its model class (an older checkpoint): pass --model, "
+                         f"e.g. --model zoo.wgan.WGANGP")
+    module_name, _, class_name = class_path.rpartition(".")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls.load_from_checkpoint(path, map_location=device).eval()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    model = load_model(args.ckpt, args.model, args.device)
+    datamodule = build_datamodule(args.data, data_dir=args.data_dir, image_size=args.image_size,
+                                  value_range=tuple(model.value_range))
+    if tuple(datamodule.data_shape) != tuple(model.data_shape):
+        raise ValueError(f"the model generates {tuple(model.data_shape)} but --data {args.data} yields "
+                         f"{tuple(datamodule.data_shape)}; pass the training run's --image_size")
+    options = MetricOptions(args.kid_subsets, args.kid_subset_size, prd_runs=args.prd_runs)
+    evaluator = Evaluator(args.extractor, tuple(m for m in args.metrics.split(",") if m), args.n,
+                          args.reference_split, args.n_reference or None, args.batch_size, args.seed,
+                          args.cache_dir or None, options)
+    result = evaluator.evaluate(model, datamodule, torch.device(args.device))
+    record = {"ckpt": args.ckpt, "data": args.data, **result.values, "seconds": round(result.seconds, 2),
+              "protocol": result.protocol}
+    print(json.dumps(record))
+    return record
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
