@@ -176,6 +176,7 @@ def kmeans(x: Tensor, num_clusters: int, generator: torch.Generator, n_init: int
     if not 1 <= num_clusters <= n:
         raise ValueError(f"cannot make {num_clusters} clusters from {n} samples")
     x = x.float()
+    batch_size = min(batch_size, n)  # as scikit-learn
 
     def subsample(size: int) -> Tensor:
         return x[torch.randperm(n, generator=generator)[:size].to(x.device)]
@@ -312,4 +313,6 @@ def nearest_neighbour_distances(queries: Tensor, keys: Tensor, exclude_self: boo
 def memorization_score(queries: Tensor, keys: Tensor, exclude_self: bool = False) -> float:
     """FlexAE's PMS/IMS: mean distance from each query to its nearest neighbour among ``keys`` (pixels for
     PMS, extractor features for IMS). Low generated-to-train scores relative to test-to-train suggest copying."""
+    if queries.ndim < 2 or keys.ndim < 2:
+        raise ValueError(f"samples must be shaped (N, ...), got {tuple(queries.shape)} and {tuple(keys.shape)}")
     return float(nearest_neighbour_distances(queries.flatten(1), keys.flatten(1), exclude_self).double().mean())
