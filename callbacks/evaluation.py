@@ -264,6 +264,7 @@ class Evaluator:
         self._extractor: FeatureExtractor | None = None
         self._real: dict[tuple[str, bool], FeatureSet] = {}
         self._memorization_baselines: dict[str, float] | None = None
+        self._memo_owner: int | None = None
 
     @property
     def feature_extractor(self) -> FeatureExtractor:
@@ -322,6 +323,8 @@ class Evaluator:
     def evaluate(self, model: Any, datamodule: L.LightningDataModule, device: torch.device | None = None,
                  collective: Collective | None = None) -> EvaluationResult:
         start = time.perf_counter()
+        if self._memo_owner != id(datamodule):  # in-memory reference features belong to one datamodule
+            self._real, self._memorization_baselines, self._memo_owner = {}, None, id(datamodule)
         collective = collective or Collective()
         device = device or model.device
         real = self.real_features(datamodule, self.reference_split, device, collective)
