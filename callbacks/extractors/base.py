@@ -90,15 +90,20 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def read_torch_file(path: Path, what: str):
+    """``torch.load(weights_only=True)`` on CPU; a truncated or foreign file is a ValueError naming it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for truncated or foreign files
+        raise ValueError(f"{what}: {path} is not a readable PyTorch weights file ({error})") from error
+
+
 def load_state_dict_file(path: str | Path, what: str) -> dict[str, torch.Tensor]:
-    """``torch.load`` with ``weights_only=True`` and errors that name the file and what it should be."""
+    """A state dict of tensors from ``path``, with errors that name the file and what it should be."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"{what}: no weights file at {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for truncated or foreign files
-        raise ValueError(f"{what}: {path} is not a readable PyTorch weights file ({error})") from error
+    state = read_torch_file(path, what)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .base import FeatureExtractor, file_sha256, register_extractor, to_unit_range
+from .base import FeatureExtractor, file_sha256, read_torch_file, register_extractor, to_unit_range
 
 CHECKPOINT_FORMAT = "genzoo-classifier"
 CHECKPOINT_VERSION = 1
@@ -152,10 +152,7 @@ def load_classifier(path: str | Path, data_name: str | None = None) -> tuple[Cla
     what = "classifier feature extractor"
     if not path.is_file():
         raise FileNotFoundError(f"{what}: no checkpoint at {path}. Train one with: {train_command(path, data_name)}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for truncated or foreign files
-        raise ValueError(f"{what}: {path} is not a readable PyTorch checkpoint ({error})") from error
+    checkpoint = read_torch_file(path, what)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise ValueError(f"{what}: {path} is not a genzoo classifier checkpoint (format {found!r}, expected "
