@@ -20,6 +20,28 @@ def wasserstein_generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
     return -fake_scores.float().mean()
 
 
+def nonsaturating_critic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Goodfellow et al.'s discriminator loss, BCE with logits: −log σ(D(x)) − log(1 − σ(D(G(z))))."""
+    bce = nn.functional.binary_cross_entropy_with_logits
+    real_logits, fake_logits = real_logits.float(), fake_logits.float()
+    return bce(real_logits, torch.ones_like(real_logits)) + bce(fake_logits, torch.zeros_like(fake_logits))
+
+
+def nonsaturating_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """The non-saturating generator loss −log σ(D(G(z)))."""
+    fake_logits = fake_logits.float()
+    return nn.functional.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
+def least_squares_critic_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """LSGAN (Mao et al., a-b-c = 0-1-1) without the ½ factors, as the OC-GAN code: E(D(x)−1)² + E D(G(z))²."""
+    return (real_scores.float() - 1).square().mean() + fake_scores.float().square().mean()
+
+
+def least_squares_generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
+    return (fake_scores.float() - 1).square().mean()
+
+
 def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
     """Per-sample random points on the segments between real and fake samples (alpha ~ U[0, 1])."""
     if real.shape != fake.shape:

@@ -39,13 +39,17 @@ def _networks(latent_dim, data_shape, value_range, generator, critic, critic_nor
 class WGAN(WassersteinLosses, AdversarialModel):
     """Weight clipping. Defaults from the paper and official code: RMSProp 5e-5, clip ±0.01, n_critic 5 with
     100 critic steps before the first 25 and every 500th generator step, BN in both DCGAN nets; the
-    official code clamps at the start of each critic step (``clip_timing="before_update"``)."""
+    official code clamps at the start of each critic step (``clip_timing="before_update"``). OC-GAN's WGAN
+    (authors' ``wgan.sh``/``dcgan.py``) clips at 0.05 after each update with 20 critic steps for the first 50
+    and every 500th generator step: ``clip_value=0.05, clip_timing=after_update, warmup_critic_steps=20,
+    warmup_generator_steps=50``."""
 
     def __init__(self, data_shape: tuple[int, ...], value_range: tuple[float, float] = (-1.0, 1.0),
                  latent_dim: int = 100, generator: GeneratorFactory | None = None,
                  critic: CriticFactory | None = None, generator_optimizer: OptimizerFactory | None = None,
                  critic_optimizer: OptimizerFactory | None = None, n_critic: int = 5, warmup: bool = True,
                  clip_value: float = 0.01, clip_timing: Literal["before_update", "after_update"] = "before_update",
+                 warmup_critic_steps: int = 100, warmup_generator_steps: int = 25, warmup_every: int = 500,
                  ema_decay: float | None = None, max_generator_steps: int | None = None) -> None:
         if clip_value <= 0:
             raise ValueError(f"clip_value must be > 0, got {clip_value}")
@@ -55,7 +59,8 @@ class WGAN(WassersteinLosses, AdversarialModel):
         generator_net, critic_net = _networks(latent_dim, data_shape, value_range, generator, critic, "batch")
         super().__init__(data_shape, value_range, latent_dim, generator_net, critic_net,
                          generator_optimizer or rmsprop, critic_optimizer or rmsprop,
-                         CriticSchedule(n_critic=n_critic, warmup=warmup), ema_decay, max_generator_steps)
+                         CriticSchedule(n_critic, warmup, warmup_critic_steps, warmup_generator_steps, warmup_every),
+                         ema_decay, max_generator_steps)
         self.clip_value = clip_value
         self.clip_timing = clip_timing
         self.save_hyperparameters()

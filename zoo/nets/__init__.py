@@ -4,9 +4,10 @@
 from zoo.nets.common import output_activation
 from zoo.nets.dcgan import DCGANCritic, DCGANGenerator
 from zoo.nets.mlp import MLPCritic, MLPGenerator
+from zoo.nets.ocgan import OCGANCritic, OCGANGenerator
 
-__all__ = ["DCGANCritic", "DCGANGenerator", "MLPCritic", "MLPGenerator", "default_critic", "default_generator",
-           "output_activation"]
+__all__ = ["DCGANCritic", "DCGANGenerator", "MLPCritic", "MLPGenerator", "OCGANCritic", "OCGANGenerator",
+           "default_critic", "default_generator", "output_activation"]
 
 
 def default_generator(latent_dim: int, data_shape: tuple[int, ...], value_range: tuple[float, float]):

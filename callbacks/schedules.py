@@ -1,0 +1,62 @@
+"""Training-time schedules set by callbacks: OC-GAN's β_H/β_L frequency weighting (Durall et al. 2019, Eq. 3)."""
+
+from __future__ import annotations
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+from zoo.nets.octave import set_octave_beta
+
+BETA_SCHEDULES = ("constant", "ramp", "combination")
+
+
+def octave_beta(schedule: str, epoch: int, epochs: int, beta_high: float = 1.0,
+                beta_low: float = 1.0) -> tuple[float, float]:
+    """(β_H, β_L) for 0-based ``epoch`` of ``epochs``, with f = (epoch + 1) / epochs:
+
+    - ``constant``: the given ``beta_high``, ``beta_low`` (1, 1 = no weighting: the paper's "OCT");
+    - ``ramp`` (paper Fig. 7a, values not published; our curve): β_H = f, β_L = 1 − f — low frequencies
+      first, high frequencies rising linearly until they alone remain;
+    - ``combination`` (paper Fig. 7b as the authors implemented it, ``dcgan.py``): β_H = min(0.7, f + 0.2),
+      β_L = 1 − β_H — from 0.22/0.78 after the first of 50 epochs to 0.7/0.3 at half time, then constant.
+    """
+    if epochs < 1 or epoch < 0:
+        raise ValueError(f"need epochs >= 1 and epoch >= 0, got {epochs} and {epoch}")
+    f = min((epoch + 1) / epochs, 1.0)
+    if schedule == "constant":
+        return beta_high, beta_low
+    if schedule == "ramp":
+        return f, 1.0 - f
+    if schedule == "combination":
+        high = min(0.7, f + 0.2)
+        return high, 1.0 - high
+    raise ValueError(f"schedule must be one of {BETA_SCHEDULES}, got {schedule!r}")
+
+
+class OctaveBetaSchedule(Callback):
+    """Sets β_H/β_L on every octave block of the model (generator and critic alike, as the authors do) at the
+    start of each epoch and logs them as ``train/beta_high``/``train/beta_low``. ``epochs`` defaults to the
+    trainer's ``max_epochs``."""
+
+    def __init__(self, schedule: str = "combination", epochs: int | None = None, beta_high: float = 1.0,
+                 beta_low: float = 1.0) -> None:
+        if schedule not in BETA_SCHEDULES:
+            raise ValueError(f"schedule must be one of {BETA_SCHEDULES}, got {schedule!r}")
+        if epochs is not None and epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {epochs}")
+        self.schedule, self.epochs, self.beta_high, self.beta_low = schedule, epochs, beta_high, beta_low
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epochs = self.epochs or trainer.max_epochs
+        if self.schedule != "constant" and (epochs is None or epochs < 1):
+            raise ValueError(f"the {self.schedule!r} β schedule needs a length: set epochs or trainer.max_epochs")
+        if set_octave_beta(pl_module, 1.0, 1.0) == 0:
+            raise ValueError("OctaveBetaSchedule: the model has no octave blocks to weight (alpha = 0?)")
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epochs = self.epochs or trainer.max_epochs or 1
+        beta_high, beta_low = octave_beta(self.schedule, trainer.current_epoch, epochs, self.beta_high,
+                                          self.beta_low)
+        set_octave_beta(pl_module, beta_high, beta_low)
+        pl_module.log_dict({"train/beta_high": beta_high, "train/beta_low": beta_low}, on_step=False,
+                           on_epoch=True, sync_dist=False)

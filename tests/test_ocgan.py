@@ -1,0 +1,83 @@
+"""OC-GAN pieces: the β schedules, the octave generator/discriminator at 32/64/128 px, and the DCGAN/LSGAN
+objectives."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from callbacks.schedules import OctaveBetaSchedule, octave_beta
+from tests.helpers import quiet_trainer
+from zoo.gan import DCGAN, LSGAN
+from zoo.losses import least_squares_critic_loss, nonsaturating_critic_loss, nonsaturating_generator_loss
+from zoo.nets import OCGANCritic, OCGANGenerator
+from zoo.nets.octave import OctaveNormAct
+
+
+def test_combination_schedule_is_the_authors_curve():
+    # dcgan.py with 50 epochs: β_H = 0.2 + 0.02·k for epochs k = 1..25 (1-based), then 0.7
+    assert octave_beta("combination", 0, 50) == pytest.approx((0.22, 0.78))
+    assert octave_beta("combination", 24, 50) == pytest.approx((0.70, 0.30))
+    assert octave_beta("combination", 49, 50) == pytest.approx((0.70, 0.30))
+    assert octave_beta("ramp", 0, 4) == pytest.approx((0.25, 0.75))
+    assert octave_beta("ramp", 3, 4) == pytest.approx((1.0, 0.0))
+    assert octave_beta("constant", 7, 10, 0.6, 0.4) == (0.6, 0.4)
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        octave_beta("cosine", 0, 10)
+
+
+@pytest.mark.parametrize("size", [32, 64, 128])
+@pytest.mark.parametrize("upsample", ["nearest", "transposed"])
+def test_octave_nets_at_every_size_and_standard_twins_with_equal_parameters(size, upsample):
+    octave = OCGANGenerator(100, (3, size, size), width=8, alpha=0.5, upsample=upsample)
+    standard = OCGANGenerator(100, (3, size, size), width=8, alpha=0.0, upsample=upsample)
+    z = torch.randn(2, 100)
+    assert octave(z).shape == standard(z).shape == (2, 3, size, size)
+    assert sum(p.numel() for p in octave.parameters()) == sum(p.numel() for p in standard.parameters())
+    critic = OCGANCritic((3, size, size), width=8, alpha=0.5)
+    assert critic(torch.randn(2, 3, size, size)).shape == (2,)
+
+
+def test_octave_nets_reject_other_sizes():
+    with pytest.raises(ValueError, match="image_size 32"):
+        OCGANGenerator(100, (1, 28, 28))
+    with pytest.raises(ValueError, match="upsample must be"):
+        OCGANGenerator(100, (1, 32, 32), upsample="bilinear")
+
+
+def test_gan_objectives():
+    real, fake = torch.tensor([2.0, -1.0]), torch.tensor([0.5, -3.0])
+    softplus = torch.nn.functional.softplus
+    expected = softplus(-real).mean() + softplus(fake).mean()  # −log σ(r) − log(1 − σ(f))
+    torch.testing.assert_close(nonsaturating_critic_loss(real, fake), expected)
+    torch.testing.assert_close(nonsaturating_generator_loss(fake), softplus(-fake).mean())
+    torch.testing.assert_close(least_squares_critic_loss(real, fake), ((real - 1) ** 2).mean() + (fake ** 2).mean())
+
+
+class Blobs(torch.utils.data.Dataset):
+    def __init__(self):
+        g = torch.Generator().manual_seed(0)
+        self.x = (torch.rand(64, 1, 32, 32, generator=g) * 0.2 + 0.5).clamp(-1, 1)
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return {"x": self.x[i]}
+
+
+@pytest.mark.parametrize("cls", [DCGAN, LSGAN])
+def test_octave_gan_trains_with_the_beta_schedule(cls, tmp_path):
+    torch.manual_seed(0)
+    model = cls(data_shape=(1, 32, 32), latent_dim=16, generator=functools.partial(OCGANGenerator, width=8),
+                critic=functools.partial(OCGANCritic, width=8))
+    loader = torch.utils.data.DataLoader(Blobs(), batch_size=16, drop_last=True)
+    trainer = quiet_trainer(tmp_path, max_epochs=2, callbacks=[OctaveBetaSchedule("ramp")])
+    trainer.fit(model, loader)
+    assert trainer.global_step == 16
+    blocks = [m for m in model.modules() if isinstance(m, OctaveNormAct)]
+    assert blocks and all(float(b.beta_high) == 1.0 and float(b.beta_low) == 0.0 for b in blocks)  # ramp's end
+    assert float(trainer.callback_metrics["train/beta_high"]) == 1.0
+    assert all(torch.isfinite(p).all() for p in model.parameters())
