@@ -7,11 +7,13 @@ from callbacks.evaluation import Evaluation, Evaluator
 from callbacks.logging import PeriodicCallback, figure_to_array, log_image, log_metrics
 from callbacks.modes import ModeCoverage, grid_mode_metrics
 from callbacks.samples import SampleGrid, isolated_sample
+from callbacks.schedules import OctaveBetaSchedule
 
 __all__ = [
     "Evaluation",
     "Evaluator",
     "ModeCoverage",
+    "OctaveBetaSchedule",
     "PeriodicCallback",
     "SampleGrid",
     "StepCheckpoint",

@@ -62,7 +62,7 @@ def offline_evaluation_environment(tmp_path_factory, random_inception_weights):
     from callbacks.extractors.classifier import ClassifierNet, save_classifier
 
     directory = tmp_path_factory.mktemp("extractors")
-    for name, channels, size in (("digits", 1, 8), ("fashion_mnist", 1, 28)):
+    for name, channels, size in (("digits", 1, 8), ("fashion_mnist", 1, 28), ("fashion_mnist_32", 1, 32)):
         save_classifier(directory / f"{name}.pt", ClassifierNet(channels, 10, size), name, 0.0)
     values = {"GENZOO_EXTRACTORS_DIR": str(directory), "GENZOO_INCEPTION_WEIGHTS": str(random_inception_weights),
               "GENZOO_CACHE_DIR": str(tmp_path_factory.mktemp("genzoo-cache"))}

@@ -43,7 +43,7 @@ def data_args(config: str, tmp_path, monkeypatch) -> list[str]:
         return ["--data", "datamodules.ImageFolderDataModule", "--data.init_args.root",
                 str(SHARED_DATA / "cifar10-jpeg-test"), "--data.init_args.image_size", "32",
                 "--data.init_args.batch_size", "8"]
-    if "celeba64" in config:
+    if "celeba" in config:
         write_fake_celeba(tmp_path / "celeba_root", partition=[0] * 20 + [1, 1] + [2] * 20)  # 20 test images
         monkeypatch.setattr(torchvision.datasets.CelebA, "_check_integrity", lambda self: True)
         return ["--data.init_args.data_dir", str(tmp_path / "celeba_root"), "--data.init_args.batch_size", "2"]

@@ -4,12 +4,20 @@ objectives."""
 from __future__ import annotations
 
 import functools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from callbacks.schedules import OctaveBetaSchedule, octave_beta
-from tests.helpers import quiet_trainer
+from tests.helpers import prepared_config, quiet_trainer
+from tests.test_cli import REPO, SHARED_DATA, data_args, quick_args
+from zoo.cli import run_cli as cli_main
 from zoo.gan import DCGAN, LSGAN
 from zoo.losses import least_squares_critic_loss, nonsaturating_critic_loss, nonsaturating_generator_loss
 from zoo.nets import OCGANCritic, OCGANGenerator
@@ -81,3 +89,57 @@ def test_octave_gan_trains_with_the_beta_schedule(cls, tmp_path):
     assert blocks and all(float(b.beta_high) == 1.0 and float(b.beta_low) == 0.0 for b in blocks)  # ramp's end
     assert float(trainer.callback_metrics["train/beta_high"]) == 1.0
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+OCGAN_CONFIGS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "configs" / "ocgan").glob("*.yaml"))
+
+
+def test_the_config_grid_is_complete():
+    names = {Path(c).stem for c in OCGAN_CONFIGS}
+    assert names == {f"{m}_{c}_{d}" for m in ("dcgan", "lsgan", "wgan") for c in ("octave", "standard")
+                     for d in ("fashion_mnist", "cifar10", "celeba128")}
+
+
+@pytest.mark.parametrize("config", OCGAN_CONFIGS)
+def test_every_ocgan_config_trains_through_the_cli(config, tmp_path, monkeypatch):
+    if not SHARED_DATA.exists() and ("fashion" in config or "cifar" in config):
+        pytest.skip("shared data not found")
+    monkeypatch.chdir(REPO)
+    content = yaml.safe_load((REPO / config).read_text())
+    evaluation = next(c for c in content["trainer"]["callbacks"] if c["class_path"] == "callbacks.Evaluation")
+    expected = "classifier:fashion_mnist_32" if "fashion" in config else "inception"
+    assert evaluation["init_args"]["extractor"] == expected
+    assert ("callbacks.OctaveBetaSchedule" in {c["class_path"] for c in content["trainer"]["callbacks"]}) == (
+        "octave" in config)
+    small = prepared_config(config, tmp_path / "prepared", **({} if "fashion" in config else {"extractor": "pixels"}))
+    data = data_args(config, tmp_path, monkeypatch)
+    cli = cli_main(["fit", "--config", str(small), *quick_args(tmp_path, steps=8), "--trainer.max_epochs", "1",
+                    *data])
+    model = cli.model
+    assert cli.trainer.global_step == 8
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    betas = {round(float(m.beta_high), 6) for m in model.modules() if isinstance(m, OctaveNormAct)}
+    assert betas == ({0.7} if "octave" in config else {1.0})  # combination schedule after 1 of 1 epochs
+    assert json.loads((tmp_path / "evaluation.jsonl").read_text().splitlines()[-1])["fid"] >= 0
+
+
+@pytest.mark.parametrize("model", ["dcgan", "lsgan", "wgan"])
+def test_octave_models_under_bf16_and_two_process_ddp(model, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    config = str(prepared_config(f"configs/ocgan/{model}_octave_fashion_mnist.yaml", tmp_path / "prepared"))
+    data = data_args("fashion_mnist", tmp_path, monkeypatch)
+    no_warmup = ["--model.init_args.warmup", "false"] if model == "wgan" else []
+    cli = cli_main(["fit", "--config", config, *quick_args(tmp_path / "bf16", steps=6), *data, *no_warmup,
+                    "--trainer.precision", "bf16-mixed"])
+    assert cli.trainer.precision == "bf16-mixed" and cli.model.generator_step >= 1
+    assert all(torch.isfinite(p).all() for p in cli.model.parameters())
+    command = [sys.executable, "-m", "zoo.cli", "fit", "--config", config, *quick_args(tmp_path / "ddp", steps=6),
+               *data, *no_warmup, "--trainer.devices", "2", "--trainer.strategy", "ddp",
+               "--trainer.callbacks+=tests.helpers.DumpParameters", f"--trainer.callbacks.directory={tmp_path}"]
+    result = subprocess.run(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0 = torch.load(tmp_path / "params_rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "params_rank1.pt", weights_only=True)
+    for name, value in rank0.items():
+        torch.testing.assert_close(value, rank1[name], rtol=0, atol=0, msg=f"{name} differs across ranks")
