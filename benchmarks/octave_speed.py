@@ -75,8 +75,9 @@ def compare_layers(channels: int, batch: int, repeats: int) -> dict[str, dict[st
 def model_step_seconds(alpha: float, batch: int, repeats: int) -> float:
     torch.manual_seed(0)
     shape = (3, 64, 64)
-    model = DCGAN(data_shape=shape, generator=functools.partial(OCGANGenerator, width=32, alpha=alpha),
-                  critic=functools.partial(OCGANCritic, width=32, alpha=alpha))
+    conv = "octave" if alpha > 0 else "standard"
+    model = DCGAN(data_shape=shape, generator=functools.partial(OCGANGenerator, width=32, conv=conv, alpha=alpha),
+                  critic=functools.partial(OCGANCritic, width=32, conv=conv, alpha=alpha))
     g_opt, d_opt = (torch.optim.Adam(p, lr=2e-4, betas=(0.5, 0.999))
                     for p in (model.generator.parameters(), model.critic.parameters()))
     real = torch.rand(batch, *shape) * 2 - 1

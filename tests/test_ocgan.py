@@ -40,7 +40,7 @@ def test_combination_schedule_is_the_authors_curve():
 @pytest.mark.parametrize("upsample", ["nearest", "transposed"])
 def test_octave_nets_at_every_size_and_standard_twins_with_equal_parameters(size, upsample):
     octave = OCGANGenerator(100, (3, size, size), width=8, alpha=0.5, upsample=upsample)
-    standard = OCGANGenerator(100, (3, size, size), width=8, alpha=0.0, upsample=upsample)
+    standard = OCGANGenerator(100, (3, size, size), width=8, conv="standard", upsample=upsample)
     z = torch.randn(2, 100)
     assert octave(z).shape == standard(z).shape == (2, 3, size, size)
     assert sum(p.numel() for p in octave.parameters()) == sum(p.numel() for p in standard.parameters())
@@ -53,6 +53,10 @@ def test_octave_nets_reject_other_sizes():
         OCGANGenerator(100, (1, 28, 28))
     with pytest.raises(ValueError, match="upsample must be"):
         OCGANGenerator(100, (1, 32, 32), upsample="bilinear")
+    with pytest.raises(ValueError, match="conv must be 'standard' or 'octave'"):
+        OCGANCritic((1, 32, 32), conv="wavelet")
+    with pytest.raises(ValueError, match="needs alpha > 0"):
+        OCGANCritic((1, 32, 32), conv="octave", alpha=0.0)
 
 
 def test_gan_objectives():

@@ -1,8 +1,8 @@
 """OC-GAN's generator and discriminator (Durall et al. 2019, authors' ``dcgan.py``), at 32, 64 or 128 px.
 
-``alpha`` is the low-frequency share of every hidden layer: 0 gives the same architecture with standard
-convolutions (the paper's baseline), 0.5 the paper's octave nets, 0.99 its "LOW" variant. At 128 px with
-``width=32`` the layout is the authors':
+``conv="octave"`` with ``alpha``, the low-frequency share of every hidden layer (0.5 the paper's octave nets,
+0.99 its "LOW" variant), or ``conv="standard"``: the same architecture with plain convolutions (the
+baseline). At 128 px with ``width=32`` the layout is the authors':
 
     G: z → Linear → 512x4x4 (BN, ReLU) → 4 upsampling blocks 256, 128, 64, 32 (octave, BN_H/BN_L, ReLU, β)
        → last upsampling octave conv to C channels (α_out = 0) → tanh
@@ -36,6 +36,17 @@ def ocgan_layout(data_shape: tuple[int, ...]) -> tuple[int, int]:
     return data_shape[0], int(math.log2(data_shape[1] // 4))
 
 
+def effective_alpha(conv: str, alpha: float) -> float:
+    """``conv="standard"`` is the same net with α = 0 (plain convolutions, identical parameter count)."""
+    if conv == "standard":
+        return 0.0
+    if conv != "octave":
+        raise ValueError(f"conv must be 'standard' or 'octave', got {conv!r}")
+    if alpha <= 0:
+        raise ValueError(f"conv='octave' needs alpha > 0 (got {alpha}); use conv='standard' for plain convolutions")
+    return alpha
+
+
 def upsampling_conv(kind: str, in_channels: int, out_channels: int, alpha_in: float, alpha_out: float) -> nn.Module:
     if kind == "nearest":
         return OctaveUpsample(in_channels, out_channels, 3, alpha_in, alpha_out)
@@ -46,8 +57,10 @@ def upsampling_conv(kind: str, in_channels: int, out_channels: int, alpha_in: fl
 
 class OCGANGenerator(nn.Module):
     def __init__(self, latent_dim: int, data_shape: tuple[int, ...], value_range: tuple[float, float] = (-1, 1),
-                 width: int = 32, alpha: float = 0.5, upsample: str = "nearest", dcgan_init: bool = False) -> None:
+                 width: int = 32, conv: str = "octave", alpha: float = 0.5, upsample: str = "nearest",
+                 dcgan_init: bool = False) -> None:
         super().__init__()
+        alpha = effective_alpha(conv, alpha)
         channels, doublings = ocgan_layout(data_shape)
         widths = [width * 2 ** i for i in reversed(range(doublings))]  # 512 ... 32 at 128 px, width 32
         self.start_channels = widths[0]
@@ -72,9 +85,10 @@ class OCGANCritic(nn.Module):
     """The discriminator (raw logit or critic value per sample); the same net serves DCGAN, LSGAN and WGAN,
     batch norm included, as in the authors' code."""
 
-    def __init__(self, data_shape: tuple[int, ...], width: int = 32, alpha: float = 0.5, norm: bool = True,
-                 dcgan_init: bool = False) -> None:
+    def __init__(self, data_shape: tuple[int, ...], width: int = 32, conv: str = "octave", alpha: float = 0.5,
+                 norm: bool = True, dcgan_init: bool = False) -> None:
         super().__init__()
+        alpha = effective_alpha(conv, alpha)
         channels, doublings = ocgan_layout(data_shape)
         widths = [width * 2 ** i for i in range(doublings)]  # 32 ... 512 at 128 px
         layers, cin, alpha_in = [], channels, 0.0
