@@ -17,23 +17,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
-from zoo.cli import run_cli
+from zoo.cli import config_with_callback_args, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 GANS = ("dcgan", "lsgan", "wgan")
 
 
 def run_config(config: Path, workdir: Path, args: argparse.Namespace) -> dict:
-    content = yaml.safe_load(config.read_text())
-    for callback in content["trainer"]["callbacks"]:
-        if callback["class_path"] == "callbacks.Evaluation":
-            callback["init_args"].update(n_samples=args.n_eval, n_reference=args.n_eval,
-                                         kid_subset_size=min(1000, args.n_eval))
-    workdir.mkdir(parents=True)
-    prepared = workdir / config.name
-    prepared.write_text(yaml.safe_dump(content))
+    prepared = config_with_callback_args(config, workdir, "callbacks.Evaluation", n_samples=args.n_eval,
+                                         n_reference=args.n_eval, kid_subset_size=min(1000, args.n_eval))
     start = time.perf_counter()
     run_cli(["fit", "--config", str(prepared), "--trainer.max_epochs", str(args.epochs),
              "--trainer.limit_train_batches", str(args.limit_batches or 1.0), "--trainer.logger", "false",

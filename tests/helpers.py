@@ -114,16 +114,9 @@ def wandb_run_contents(run_file) -> tuple[list[dict], dict]:
 def prepared_config(config: str | Path, directory: Path, **evaluation) -> Path:
     """A copy of a repository config whose Evaluation callback is test-sized (``evaluation`` overrides its
     init_args further, e.g. ``extractor="pixels"``), written to ``directory``."""
-    import yaml
+    from zoo.cli import config_with_callback_args
 
-    repo = Path(__file__).resolve().parents[1]
-    content = yaml.safe_load((repo / config).read_text())
     small = {"n_samples": 16, "n_reference": 16, "kid_subsets": 2, "kid_subset_size": 8, "prd_runs": 1,
              "cache_dir": str(directory / "reference-cache")}
-    for callback in content["trainer"]["callbacks"]:
-        if callback["class_path"] == "callbacks.Evaluation":
-            callback["init_args"].update({**small, **evaluation})
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / Path(config).name
-    path.write_text(yaml.safe_dump(content))
-    return path
+    repo = Path(__file__).resolve().parents[1]
+    return config_with_callback_args(repo / config, directory, "callbacks.Evaluation", **{**small, **evaluation})

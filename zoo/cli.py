@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lightning.pytorch.cli import LightningCLI
 
 from datamodules.base import ZooDataModule
@@ -27,6 +29,22 @@ class ZooCLI(LightningCLI):
         if ckpt_path not in (None, "last", "best", "hpc", "registry"):
             read_checkpoint(ckpt_path)
         super()._parse_ckpt_path()
+
+
+def config_with_callback_args(config: str | Path, directory: str | Path, class_path: str, **init_args) -> Path:
+    """A copy of ``config`` in ``directory`` whose ``class_path`` callbacks have ``init_args`` updated (for
+    scripted runs that change, say, the Evaluation's sample counts but nothing else)."""
+    import yaml
+
+    content = yaml.safe_load(Path(config).read_text())
+    for callback in content["trainer"]["callbacks"]:
+        if callback["class_path"] == class_path:
+            callback["init_args"].update(init_args)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / Path(config).name
+    path.write_text(yaml.safe_dump(content))
+    return path
 
 
 def run_cli(args: list[str] | None = None) -> ZooCLI:

@@ -67,26 +67,34 @@ def upsample(x: Tensor) -> Tensor:
     return F.interpolate(x, scale_factor=2, mode="nearest")
 
 
-class OctaveConv2d(nn.Module):
+class OctavePaths(nn.Module):
+    """The four paths H→H, H→L, L→H, L→L, each ``make(in, out)`` or None where a share is zero."""
+
+    def __init__(self, in_channels: int, out_channels: int, alpha_in: float, alpha_out: float, make) -> None:
+        super().__init__()
+        self.in_high, self.in_low = octave_channels(in_channels, alpha_in, "alpha_in")
+        self.out_high, self.out_low = octave_channels(out_channels, alpha_out, "alpha_out")
+
+        def path(cin: int, cout: int) -> nn.Module | None:
+            return make(cin, cout) if cin and cout else None
+
+        self.high_to_high = path(self.in_high, self.out_high)
+        self.high_to_low = path(self.in_high, self.out_low)
+        self.low_to_high = path(self.in_low, self.out_high)
+        self.low_to_low = path(self.in_low, self.out_low)
+
+
+class OctaveConv2d(OctavePaths):
     """Octave convolution; returns ``(y_high, y_low)``, or a plain tensor when ``alpha_out = 0``."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, alpha_in: float = 0.5,
                  alpha_out: float = 0.5, stride: int = 1, padding: int | None = None) -> None:
-        super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"octave convolutions support stride 1 or 2, got {stride}")
         padding = kernel_size // 2 if padding is None else padding
-        self.in_high, self.in_low = octave_channels(in_channels, alpha_in, "alpha_in")
-        self.out_high, self.out_low = octave_channels(out_channels, alpha_out, "alpha_out")
+        super().__init__(in_channels, out_channels, alpha_in, alpha_out,
+                         lambda cin, cout: nn.Conv2d(cin, cout, kernel_size, 1, padding, bias=False))
         self.stride = stride
-
-        def conv(cin: int, cout: int) -> nn.Conv2d | None:
-            return nn.Conv2d(cin, cout, kernel_size, 1, padding, bias=False) if cin and cout else None
-
-        self.high_to_high = conv(self.in_high, self.out_high)
-        self.high_to_low = conv(self.in_high, self.out_low)
-        self.low_to_high = conv(self.in_low, self.out_high)
-        self.low_to_low = conv(self.in_low, self.out_low)
 
     def forward(self, x: Tensor | OctaveTensor) -> Tensor | OctaveTensor:
         high, low = as_octave(x)
@@ -104,7 +112,7 @@ class OctaveConv2d(nn.Module):
         return y_high if y_low is None else (y_high, y_low)
 
 
-class OctaveConvTranspose2d(nn.Module):
+class OctaveConvTranspose2d(OctavePaths):
     """A true transposed octave convolution (each path a ``ConvTranspose2d``; H→L pools its input, L→H
     upsamples its output), so an octave generator can mirror DCGAN's transposed layers. It doubles both
     branches (DCGAN's ``kernel_size=4, stride=2, padding=1`` by default), which keeps the low branch at half the
@@ -112,21 +120,12 @@ class OctaveConvTranspose2d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 4, alpha_in: float = 0.5,
                  alpha_out: float = 0.5, stride: int = 2, padding: int = 1) -> None:
-        super().__init__()
         if stride != 2 or kernel_size != 2 * padding + 2:
             raise ValueError("a transposed octave convolution must exactly double both branches (stride 2, "
                              f"kernel_size = 2·padding + 2), got kernel_size={kernel_size}, stride={stride}, "
                              f"padding={padding}")
-        self.in_high, self.in_low = octave_channels(in_channels, alpha_in, "alpha_in")
-        self.out_high, self.out_low = octave_channels(out_channels, alpha_out, "alpha_out")
-
-        def deconv(cin: int, cout: int) -> nn.ConvTranspose2d | None:
-            return nn.ConvTranspose2d(cin, cout, kernel_size, stride, padding, bias=False) if cin and cout else None
-
-        self.high_to_high = deconv(self.in_high, self.out_high)
-        self.high_to_low = deconv(self.in_high, self.out_low)
-        self.low_to_high = deconv(self.in_low, self.out_high)
-        self.low_to_low = deconv(self.in_low, self.out_low)
+        super().__init__(in_channels, out_channels, alpha_in, alpha_out,
+                         lambda cin, cout: nn.ConvTranspose2d(cin, cout, kernel_size, stride, padding, bias=False))
 
     def forward(self, x: Tensor | OctaveTensor) -> Tensor | OctaveTensor:
         high, low = as_octave(x)
