@@ -1,7 +1,8 @@
-"""Training callbacks: evaluation metrics (FID, KID, precision/recall, PRD, memorisation), sample
-visualisation and mode-coverage metrics, logged to whatever loggers exist, and
-step checkpoints."""
+"""Training callbacks: evaluation metrics (FID, KID, precision/recall, PRD, memorisation, reconstruction FID),
+sample visualisation, autoencoder interpolations and nearest training neighbours, and mode-coverage metrics,
+logged to whatever loggers exist, and step checkpoints."""
 
+from callbacks.autoencoder import LatentInterpolation, NearestNeighbours
 from callbacks.checkpoint import StepCheckpoint
 from callbacks.evaluation import Evaluation, Evaluator
 from callbacks.logging import PeriodicCallback, figure_to_array, log_image, log_metrics
@@ -12,7 +13,9 @@ from callbacks.schedules import OctaveBetaSchedule
 __all__ = [
     "Evaluation",
     "Evaluator",
+    "LatentInterpolation",
     "ModeCoverage",
+    "NearestNeighbours",
     "OctaveBetaSchedule",
     "PeriodicCallback",
     "SampleGrid",

@@ -10,7 +10,9 @@ the callback that runs it during training and logs values, protocol and plots. B
 2. ``n_samples`` latents are drawn from a generator seeded with ``seed`` (the same latents at every event and
    for any number of ranks); each rank generates and extracts the samples ``rank::world_size`` and the features
    are gathered back into order, so a DDP evaluation equals the single-process one.
-3. Rank zero computes the metrics (pure functions in :mod:`callbacks.metrics`) and broadcasts them.
+3. With ``reconstruction_fid`` (autoencoders), each rank reconstructs the selected reference samples
+   ``rank::world_size`` with ``model.reconstruct`` and extracts them, gathered back into the real features' order.
+4. Rank zero computes the metrics (pure functions in :mod:`callbacks.metrics`) and broadcasts them.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from callbacks.extractors import FeatureExtractor, build_extractor
 from callbacks.logging import PeriodicCallback, figure_to_array, image_dir, log_image, log_metrics
 from callbacks.samples import isolated_rng
 
-METRICS = ("fid", "kid", "precision_recall", "prd", "memorization")
+METRICS = ("fid", "kid", "precision_recall", "prd", "memorization", "reconstruction_fid")
 CACHE_ENV = "GENZOO_CACHE_DIR"
 
 
@@ -135,6 +137,13 @@ def gather_feature_set(local: FeatureSet, total: int, collective: Collective) ->
     return FeatureSet(features, pixels)
 
 
+def finite_gathered(local: FeatureSet, total: int, collective: Collective, what: str) -> FeatureSet:
+    """:func:`gather_feature_set` after checking that this rank's model outputs gave finite features."""
+    if not torch.isfinite(local.features).all():
+        raise FloatingPointError(f"{what} give non-finite features: the model has diverged")
+    return gather_feature_set(local, total, collective)
+
+
 # ------------------------------------------------------------------------------------------- real data
 
 def datamodule_identity(datamodule: L.LightningDataModule) -> dict[str, Any]:
@@ -154,8 +163,7 @@ def split_dataset(datamodule: L.LightningDataModule, split: str) -> Dataset:
     dataset = getattr(datamodule, f"{split}_set", None)
     if dataset is None or len(dataset) == 0:
         available = [s for s in ("train", "val", "test") if getattr(datamodule, f"{s}_set", None) is not None]
-        raise ValueError(f"{type(datamodule).__name__} has no {split!r} split to evaluate against "
-                         f"(available: {available})")
+        raise ValueError(f"{type(datamodule).__name__} has no {split!r} split (available: {available})")
     return dataset
 
 
@@ -237,8 +245,10 @@ class EvaluationResult:
 class Evaluator:
     """Generated-vs-real metrics for any model with ``sample_latents``/``generate``/``value_range``.
 
-    ``metrics``: any of ``fid``, ``kid``, ``precision_recall`` (improved P/R), ``prd`` and ``memorization``
-    (FlexAE's PMS in pixels and IMS in features; generated-to-train, train-to-train and test-to-train).
+    ``metrics``: any of ``fid``, ``kid``, ``precision_recall`` (improved P/R), ``prd``, ``memorization``
+    (FlexAE's PMS in pixels and IMS in features; generated-to-train, train-to-train and test-to-train) and
+    ``reconstruction_fid`` (FID of the model's reconstructions of the selected reference samples against those
+    samples: FlexAE's protocol with ``reference_split="test"``; needs ``model.reconstruct``).
     ``n_reference=None`` uses the whole split."""
 
     extractor: str = "inception"
@@ -283,8 +293,7 @@ class Evaluator:
         memo_key = (split, self.keeps_pixels)
         if memo_key in self._real:
             return self._real[memo_key]
-        dataset = split_dataset(datamodule, split)
-        indices = subset_indices(len(dataset), self.n_reference, self.seed)
+        dataset, indices = self.reference_indices(datamodule, split)
         extractor = self.feature_extractor.to(device)
         key = None
         cached = None
@@ -295,10 +304,8 @@ class Evaluator:
                    "extractor": extractor.protocol(), "pixels": self.keeps_pixels}
             cached = self.cache.load(key)
         if not collective.broadcast(cached is not None):
-            mine = indices[collective.rank::collective.world_size]
-            value_range = datamodule.value_range
-            batches = data_batches(dataset, mine, self.batch_size, getattr(datamodule, "num_workers", 0))
-            local = extract(extractor, batches, value_range, device, self.keeps_pixels)
+            batches = self.shard_batches(datamodule, dataset, indices, collective)
+            local = extract(extractor, batches, datamodule.value_range, device, self.keeps_pixels)
             cached = gather_feature_set(local, len(indices), collective)
             if collective.rank == 0:
                 self.cache.save(key, cached)
@@ -315,9 +322,33 @@ class Evaluator:
         mine = latents[collective.rank::collective.world_size]
         batches = (model.generate(chunk) for chunk in mine.split(self.batch_size))
         local = extract(extractor, batches, tuple(model.value_range), device, self.keeps_pixels)
-        if not torch.isfinite(local.features).all():
-            raise FloatingPointError("generated samples give non-finite features: the model has diverged")
-        return gather_feature_set(local, self.n_samples, collective)
+        return finite_gathered(local, self.n_samples, collective, "generated samples")
+
+    def reconstructed_features(self, model: Any, datamodule: L.LightningDataModule, device: torch.device,
+                               collective: Collective) -> FeatureSet:
+        """Features of ``model.reconstruct`` of the reference subset, in the order of :meth:`real_features`."""
+        if not callable(getattr(model, "reconstruct", None)):
+            raise ValueError(f"the reconstruction_fid metric needs a model with reconstruct(); "
+                             f"{type(model).__name__} has none")
+        if isinstance(model, torch.nn.Module):  # batch-norm statistics of encoder and decoder
+            collective.broadcast_buffers(model)
+        dataset, indices = self.reference_indices(datamodule, self.reference_split)
+        batches = self.shard_batches(datamodule, dataset, indices, collective)
+        with isolated_rng(model.device):
+            local = extract(self.feature_extractor.to(device),
+                            (model.reconstruct(x.to(model.device)) for x in batches),
+                            tuple(model.value_range), device, keep_pixels=False)
+        return finite_gathered(local, len(indices), collective, "reconstructions")
+
+    def reference_indices(self, datamodule: L.LightningDataModule, split: str) -> tuple[Dataset, list[int]]:
+        dataset = split_dataset(datamodule, split)
+        return dataset, subset_indices(len(dataset), self.n_reference, self.seed)
+
+    def shard_batches(self, datamodule: L.LightningDataModule, dataset: Dataset, indices: Sequence[int],
+                      collective: Collective) -> Iterator[torch.Tensor]:
+        """This rank's samples ``indices[rank::world_size]`` in batches."""
+        return data_batches(dataset, indices[collective.rank::collective.world_size], self.batch_size,
+                            getattr(datamodule, "num_workers", 0))
 
     # ---- metrics -------------------------------------------------------------------------------------------
     def evaluate(self, model: Any, datamodule: L.LightningDataModule, device: torch.device | None = None,
@@ -327,9 +358,11 @@ class Evaluator:
             self._real, self._memorization_baselines, self._memo_owner = {}, None, id(datamodule)
         collective = collective or Collective()
         device = device or model.device
+        extra: dict[str, FeatureSet] = {}
+        if "reconstruction_fid" in self.metrics:  # first: a model without reconstruct() fails before any work
+            extra["reconstruction"] = self.reconstructed_features(model, datamodule, device, collective)
         real = self.real_features(datamodule, self.reference_split, device, collective)
         fake = self.generated_features(model, device, collective)
-        extra = {}
         if "memorization" in self.metrics:
             extra["train"] = self.real_features(datamodule, "train", device, collective)
             extra["test"] = self.real_features(datamodule, "test", device, collective)
@@ -369,6 +402,10 @@ class Evaluator:
             values["prd_f8"], values["prd_f1_8"] = M.prd_f_beta(*prd_curve, beta=o.prd_beta)
             protocol["prd"] = {"n": n, "clusters": o.prd_clusters, "angles": o.prd_angles, "runs": o.prd_runs,
                                "beta": o.prd_beta}
+        if "reconstruction_fid" in self.metrics:
+            values["reconstruction_fid"] = M.frechet_distance(extra["reconstruction"].features, r)
+            protocol["reconstruction_fid"] = {"n": len(extra["reconstruction"].features),
+                                              "split": self.reference_split}
         if "memorization" in self.metrics:
             values.update(self.memorization(fake, extra["train"], extra["test"]))
             protocol["memorization"] = {"n_train": len(extra["train"].features),
@@ -404,8 +441,9 @@ def sample_fingerprint(dataset: Dataset, indices: Sequence[int], count: int = 16
 class Evaluation(PeriodicCallback):
     """Runs an :class:`Evaluator` every ``every_n_steps`` optimizer steps and/or ``every_n_epochs`` epochs and
     at the end of training, on all ranks, and logs ``<prefix>/<metric>`` (``eval/fid``, ``eval/kid``,
-    ``eval/precision``, ``eval/recall``, ``eval/prd_f8``, ``eval/prd_f1_8``, ``eval/pms``, …) with the protocol
-    (extractor, weights hash, sample sizes, reference split) as the logger's hyper-parameter ``evaluation``.
+    ``eval/precision``, ``eval/recall``, ``eval/prd_f8``, ``eval/prd_f1_8``, ``eval/pms``,
+    ``eval/reconstruction_fid``, …) with the protocol (extractor, weights hash, sample sizes, reference split)
+    as the logger's hyper-parameter ``evaluation``.
     Values also go to ``trainer.callback_metrics``, so ``ModelCheckpoint(monitor="eval/fid")`` keeps the best.
 
     ``train_missing_classifier``: with a ``classifier:<name>`` extractor whose checkpoint does not exist yet,

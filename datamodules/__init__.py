@@ -10,11 +10,12 @@ from .images import (
     ImageDataModule,
     ImageFolderDataModule,
 )
+from .synthetic import LatentManifold
 from .toys import Circle5, GaussianMixtureToy, Gaussians8, Gaussians25WGANGP, Grid25, SwissRoll, ToyDataModule
 
 BY_NAME = {"mnist": MNIST, "fashion_mnist": FashionMNIST, "cifar10": CIFAR10, "celeba": CelebA, "digits": Digits,
            "grid25": Grid25, "gaussians8": Gaussians8, "gaussians25": Gaussians25WGANGP, "swiss_roll": SwissRoll,
-           "circle5": Circle5}
+           "circle5": Circle5, "latent_manifold": LatentManifold}
 
 
 def build_datamodule(name: str, **settings) -> ZooDataModule:
@@ -46,6 +47,7 @@ __all__ = [
     "Grid25",
     "ImageDataModule",
     "ImageFolderDataModule",
+    "LatentManifold",
     "ResumableSampler",
     "SwissRoll",
     "TensorDictDataset",

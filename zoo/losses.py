@@ -48,8 +48,13 @@ def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | No
         raise ValueError(f"real and fake batches differ in shape: {tuple(real.shape)} vs {tuple(fake.shape)}")
     if alpha is None:
         alpha = torch.rand(len(real), device=real.device)
-    alpha = alpha.to(real.dtype).view(-1, *([1] * (real.dim() - 1)))
-    return alpha * real.detach() + (1 - alpha) * fake.detach()
+    return mix(real.detach(), fake.detach(), alpha)
+
+
+def mix(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Per-sample convex combinations weight·a + (1 − weight)·b (differentiable in a and b)."""
+    weight = weight.to(a.dtype).view(-1, *([1] * (a.dim() - 1)))
+    return weight * a + (1 - weight) * b
 
 
 def input_gradients(critic: Callable[[torch.Tensor], torch.Tensor], points: torch.Tensor,
@@ -88,3 +93,36 @@ def clip_parameters_(module: nn.Module, bound: float) -> None:
     """WGAN's weight clipping: every parameter (biases and norm affines included) into [-bound, bound]."""
     for p in module.parameters():
         p.clamp_(-bound, bound)
+
+
+def reconstruction_sse(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """Per-sample sum of squared errors, averaged over the batch (FlexAE's L_AE, Eq. 5; WAE's ``l2sq``)."""
+    return (x.float() - x_hat.float()).square().flatten(1).sum(1).mean()
+
+
+WAE_IMQ_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+def imq_mmd(q: torch.Tensor, p: torch.Tensor, prior_variance: float = 1.0,
+            scales: tuple[float, ...] = WAE_IMQ_SCALES) -> torch.Tensor:
+    """WAE-MMD's estimate of MMD²(Q_z, P_z) with the inverse multiquadratic kernel k(a, b) = C / (C + ‖a − b‖²),
+    summed over C = 2·d·σ²·s for each scale s (wae.py L233-310): within-set terms are U-statistics (diagonal
+    excluded, divided by n(n − 1)), the cross term is 2/n² Σ k(q, p)."""
+    if q.shape != p.shape or q.dim() != 2 or len(q) < 2:
+        raise ValueError(f"imq_mmd needs two (n >= 2, d) batches of one shape, got {tuple(q.shape)}, {tuple(p.shape)}")
+    q, p = q.float(), p.float()
+    n, d = q.shape
+    off_diagonal = 1 - torch.eye(n, device=q.device)
+    within = [_squared_distances(a, a) for a in (q, p)]
+    cross = _squared_distances(q, p)
+    total = q.new_zeros(())
+    for scale in scales:
+        c = 2 * d * prior_variance * scale
+        same = sum(((c / (c + dist)) * off_diagonal).sum() for dist in within) / (n * (n - 1))
+        total = total + same - 2 * (c / (c + cross)).sum() / (n * n)
+    return total
+
+
+def _squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    # the expanded form, as the WAE code: no square root, so gradients stay finite at zero distance
+    return (a.square().sum(1, keepdim=True) + b.square().sum(1) - 2 * a @ b.T).clamp_min(0)

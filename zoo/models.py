@@ -1,6 +1,8 @@
 """Every model the CLI can build (``model.class_path: WGANGP`` resolves through these imports)."""
 
+from zoo.flexae import FlexAE, FlexAESR
 from zoo.gan import DCGAN, LSGAN
+from zoo.wae import WAE
 from zoo.wgan import WGAN, WGANGP
 
-__all__ = ["DCGAN", "LSGAN", "WGAN", "WGANGP"]
+__all__ = ["DCGAN", "LSGAN", "WAE", "WGAN", "WGANGP", "FlexAE", "FlexAESR"]

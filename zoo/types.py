@@ -8,6 +8,8 @@ from torch import nn
 
 #: (latent_dim, data_shape, value_range) -> generator network
 GeneratorFactory = Callable[[int, tuple[int, ...], tuple[float, float]], nn.Module]
+#: (data_shape, latent_dim) -> encoder network returning codes (n, latent_dim)
+EncoderFactory = Callable[[tuple[int, ...], int], nn.Module]
 #: (data_shape) -> critic network returning one score per sample
 CriticFactory = Callable[[tuple[int, ...]], nn.Module]
 #: (parameters) -> optimizer, e.g. ``{class_path: torch.optim.Adam, init_args: {lr: 1e-4}}``

@@ -3,11 +3,13 @@
 
 from zoo.nets.common import output_activation
 from zoo.nets.dcgan import DCGANCritic, DCGANGenerator
-from zoo.nets.mlp import MLPCritic, MLPGenerator
+from zoo.nets.infogan import InfoGANCritic, InfoGANDecoder, InfoGANEncoder
+from zoo.nets.mlp import MLPCritic, MLPEncoder, MLPGenerator
 from zoo.nets.ocgan import OCGANCritic, OCGANGenerator
 
-__all__ = ["DCGANCritic", "DCGANGenerator", "MLPCritic", "MLPGenerator", "OCGANCritic", "OCGANGenerator",
-           "default_critic", "default_generator", "output_activation"]
+__all__ = ["DCGANCritic", "DCGANGenerator", "InfoGANCritic", "InfoGANDecoder", "InfoGANEncoder", "MLPCritic",
+           "MLPEncoder", "MLPGenerator", "OCGANCritic", "OCGANGenerator", "default_critic", "default_decoder",
+           "default_encoder", "default_generator", "output_activation"]
 
 
 def default_generator(latent_dim: int, data_shape: tuple[int, ...], value_range: tuple[float, float]):
@@ -21,3 +23,16 @@ def default_critic(data_shape: tuple[int, ...], norm: str = "none"):
     if len(data_shape) == 1:
         return MLPCritic(data_shape)
     return DCGANCritic(data_shape, norm=norm)
+
+
+def default_encoder(data_shape: tuple[int, ...], latent_dim: int):
+    """Autoencoders: an MLP for vector data, FlexAE's InfoGAN-style encoder for images."""
+    if len(data_shape) == 1:
+        return MLPEncoder(data_shape, latent_dim)
+    return InfoGANEncoder(data_shape, latent_dim)
+
+
+def default_decoder(latent_dim: int, data_shape: tuple[int, ...], value_range: tuple[float, float]):
+    if len(data_shape) == 1:
+        return MLPGenerator(latent_dim, data_shape, value_range)
+    return InfoGANDecoder(latent_dim, data_shape, value_range)

@@ -49,3 +49,21 @@ def dcgan_init_(module: nn.Module, std: float = 0.02) -> None:
 
 def has_batch_norm(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+INITS = ("default", "glorot_normal", "glorot_uniform")
+
+
+def glorot_init_(module: nn.Module, init: str) -> None:
+    """TF1's initialisers on linear/conv weights with zero biases (``default`` keeps PyTorch's). Authors'
+    TF code (FlexAE, WAE) relies on them: PyTorch's default is a scaled uniform with non-zero biases."""
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    if init == "default":
+        return
+    fill = nn.init.xavier_normal_ if init == "glorot_normal" else nn.init.xavier_uniform_
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+            fill(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)

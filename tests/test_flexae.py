@@ -1,0 +1,377 @@
+"""WAE, FlexAE and FlexAE-SR: each objective term by hand, which networks each optimizer moves, the learned
+prior's pull toward the codes, exact resume, the synthetic datamodule and bad input."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch import nn
+
+from datamodules import LatentManifold
+from tests.helpers import ImagesDataModule, PointsDataModule, quiet_trainer
+from zoo.autoencoder import paired
+from zoo.flexae import FlexAE, FlexAESR
+from zoo.losses import imq_mmd, reconstruction_sse
+from zoo.nets import InfoGANCritic, InfoGANDecoder, InfoGANEncoder, MLPCritic, MLPGenerator
+from zoo.priors import GaussianPrior, LearnedPrior
+from zoo.wae import WAE
+
+
+class Linear(nn.Module):
+    """A critic C(v) = w·v: its input gradient is w everywhere, so the gradient penalty is (‖w‖ − 1)²."""
+
+    def __init__(self, w: list[float]) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(w))
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        return v.flatten(1) @ self.w
+
+
+def identity_linear(d: int) -> nn.Linear:
+    layer = nn.Linear(d, d)
+    with torch.no_grad():
+        layer.weight.copy_(torch.eye(d))
+        layer.bias.zero_()
+    return layer
+
+
+def linear_flexae(cls=FlexAESR, **kwargs) -> FlexAE:
+    """3-D data, 3-D codes, identity encoder/decoder, linear critics: every term has a closed form."""
+    return cls((3,), (-5.0, 5.0), latent_dim=3, encoder=lambda s, m: identity_linear(3),
+               decoder=lambda m, s, r: identity_linear(3), latent_critic=lambda s: Linear([1.0, 2.0, 2.0]),
+               image_critic=lambda s: Linear([0.0, 0.5, 0.0]),
+               prior_network=lambda m_in, s, r: identity_linear(3), **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- the terms
+
+def test_reconstruction_is_the_per_image_sum_of_squares_averaged_over_the_batch():
+    x = torch.tensor([[[[0.0, 1.0], [1.0, 1.0]]], [[[0.5, 0.5], [0.5, 0.5]]]])
+    x_hat = torch.zeros_like(x)
+    assert reconstruction_sse(x, x_hat).item() == pytest.approx((3.0 + 1.0) / 2)
+    model = WAE((1, 8, 8), reconstruction_weight=0.05)
+    assert model.reconstruction_loss(x, x_hat).item() == pytest.approx(0.05 * 2.0)
+
+
+def test_imq_mmd_matches_a_loop_over_pairs():
+    g = torch.Generator().manual_seed(0)
+    q, p = torch.randn(5, 3, generator=g) + 1, torch.randn(5, 3, generator=g)
+    n, d = q.shape
+    expected = 0.0
+    for s in (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0):
+        c = 2 * d * 1.0 * s
+        k = lambda a, b: c / (c + float(((a - b) ** 2).sum()))  # noqa: E731
+        same = sum(k(q[i], q[j]) + k(p[i], p[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+        cross = sum(k(q[i], p[j]) for i in range(n) for j in range(n)) * 2 / n ** 2
+        expected += same - cross
+    assert imq_mmd(q, p).item() == pytest.approx(expected, rel=1e-5)
+    assert imq_mmd(q, q).item() < imq_mmd(q, p).item()
+    with pytest.raises(ValueError, match="imq_mmd"):
+        imq_mmd(q, p[:4])
+
+
+def test_wae_latent_penalties():
+    codes, prior = torch.randn(6, 4), torch.randn(6, 4)
+    mmd = WAE((1, 8, 8), latent_dim=4, regularizer="mmd")
+    torch.testing.assert_close(mmd.latent_penalty(codes, prior), imq_mmd(codes, prior))
+    gan = WAE((1, 8, 8), latent_dim=4, regularizer="gan", adversary=lambda s: Linear([1.0, 0.0, 0.0, -1.0]))
+    logits = codes[:, 0] - codes[:, 3]
+    torch.testing.assert_close(gan.latent_penalty(codes, prior), nn.functional.softplus(-logits).mean())
+
+
+def test_flexae_terms_by_hand():
+    model = linear_flexae(gp_weight=10.0, lambda_prior=0.5, lambda_smoothing=2.0)
+    z = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
+    z_hat = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+    w = torch.tensor([1.0, 2.0, 2.0])  # ‖w‖ = 3: penalty (3 − 1)² = 4
+    terms = model.critic_terms(model.latent_critic, z, z_hat, torch.tensor([0.3, 0.9]))
+    wasserstein = (z @ w).mean() - (z_hat @ w).mean()  # Eq. 6: codes are "real", prior samples "fake"
+    assert terms["loss"].item() == pytest.approx(-wasserstein.item() + 10 * 4.0)
+    assert terms["wasserstein"].item() == pytest.approx(wasserstein.item())
+    assert terms["gradient_penalty"].item() == pytest.approx(4.0)
+
+    gamma = torch.tensor([0.25, 1.0])
+    x_inp = model.interpolations(z, gamma)  # identity decoder: the code mixtures themselves
+    torch.testing.assert_close(x_inp, torch.stack([0.25 * z[0] + 0.75 * z[1], z[1]]))
+    torch.testing.assert_close(paired(z), z.flip(0))
+    assert model.smoothing_loss(z, gamma).item() == pytest.approx(-2.0 * (0.5 * x_inp[:, 1]).mean().item())
+    assert model.encoder_loss(z).item() == pytest.approx(0.5 * (z @ w).mean().item())
+    assert model.prior_loss(z_hat).item() == pytest.approx(-(z_hat @ w).mean().item())
+
+
+# ------------------------------------------------------------------------------ who each optimizer moves
+
+# tiny networks for 8x8 images, as picklable factories (saved in hparams, so checkpoints reload on their own)
+TINY = dict(encoder=functools.partial(InfoGANEncoder, width=4, hidden=16),
+            decoder=functools.partial(InfoGANDecoder, width=4, hidden=16))
+TINY_FLEXAE = dict(**TINY, image_critic=functools.partial(InfoGANCritic, width=4, hidden=16),
+                   latent_critic=functools.partial(MLPCritic, width=16, depth=2),
+                   prior_network=functools.partial(MLPGenerator, width=16, depth=2))
+
+OWNERS = {"autoencoder": ("encoder.", "decoder."), "smoothing": ("encoder.", "decoder."), "encoder": ("encoder.",),
+          "latent_critic": ("latent_critic.",), "image_critic": ("image_critic.",), "prior": ("prior.",),
+          "adversary": ("adversary.",)}
+
+
+def watched_optimizers(record: list, model_ref: list, names) -> dict:
+    class Watched(torch.optim.Adam):
+        def __init__(self, params, name):
+            super().__init__(params, lr=1e-3)
+            self.name = name
+
+        def step(self, closure=None):
+            model = model_ref[0]
+            before = {n: p.detach().clone() for n, p in model.named_parameters()}
+            out = super().step(closure)
+            record.append((self.name, {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}))
+            return out
+
+    return {f"{name}_optimizer": functools.partial(Watched, name=name) for name in names}
+
+
+@pytest.mark.parametrize("kind", ["flexae_sr", "flexae", "wae_gan", "wae_mmd"])
+def test_each_update_moves_exactly_the_networks_its_optimizer_owns(kind, tmp_path):
+    record, model_ref = [], []
+    if kind.startswith("flexae"):
+        names = ["autoencoder", "latent_critic", "image_critic", "smoothing", "prior", "encoder"]
+        if kind == "flexae":
+            names = [n for n in names if n not in ("image_critic", "smoothing")]
+        cls = FlexAESR if kind == "flexae_sr" else FlexAE
+        model = cls((1, 8, 8), (-1.0, 1.0), latent_dim=4, n_critic=2, **TINY_FLEXAE,
+                    **watched_optimizers(record, model_ref, names))
+    else:
+        regularizer = kind.split("_")[1]
+        names = ["autoencoder", "adversary"] if regularizer == "gan" else ["autoencoder"]
+        model = WAE((1, 8, 8), (-1.0, 1.0), latent_dim=4, regularizer=regularizer, **TINY,
+                    adversary=functools.partial(MLPCritic, width=16, depth=2), **watched_optimizers(record, model_ref, names))
+    model_ref.append(model)
+    quiet_trainer(tmp_path, max_steps=16).fit(model, ImagesDataModule(batch_size=8))
+    if kind == "flexae_sr":  # one outer step: reconstruction, 2 x both critics, then the generator side
+        assert [name for name, _ in record[:8]] == ["autoencoder", "latent_critic", "image_critic", "latent_critic",
+                                                    "image_critic", "smoothing", "prior", "encoder"]
+    elif kind == "flexae":
+        assert [name for name, _ in record[:5]] == ["autoencoder", "latent_critic", "latent_critic", "prior",
+                                                    "encoder"]
+    assert {name for name, _ in record} == set(names)
+    for name, changed in record:
+        owners = OWNERS[name]
+        assert changed, f"the {name} update changed nothing"
+        outside = sorted(p for p in changed if not p.startswith(owners))
+        assert not outside, f"the {name} update changed parameters it does not own: {outside[:3]}"
+        for owner in owners:
+            assert any(p.startswith(owner) for p in changed), f"the {name} update did not reach {owner}"
+
+
+# ------------------------------------------------------------------------------------ the learned prior
+
+def test_the_learned_prior_moves_onto_the_codes(tmp_path):
+    """Fixed identity encoder/decoder (learning rate 0) on points around (3, 3): only P-GEN and the latent
+    critic learn, and P-GEN's samples must travel from N(0, I) to where the codes are."""
+    torch.manual_seed(0)
+    frozen = functools.partial(torch.optim.SGD, lr=0.0)
+    model = FlexAE((2,), (-10.0, 10.0), latent_dim=2, encoder=lambda s, m: identity_linear(2),
+                   decoder=lambda m, s, r: identity_linear(2), latent_critic=lambda s: MLPCritic(s, 64, 2),
+                   prior_network=lambda m_in, s, r: MLPGenerator(m_in, s, None, 64, 2),
+                   autoencoder_optimizer=frozen, encoder_optimizer=frozen,
+                   prior_optimizer=functools.partial(torch.optim.Adam, lr=2e-3, betas=(0.0, 0.9)),
+                   latent_critic_optimizer=functools.partial(torch.optim.Adam, lr=2e-3, betas=(0.0, 0.9)))
+    data = PointsDataModule(num_samples=512, batch_size=64, offset=3.0)
+    data.setup()
+    codes = data.train_set.tensors["x"]
+
+    def gap() -> float:
+        return float((model.sample_latents(512, torch.Generator().manual_seed(0)).mean(0) - codes.mean(0)).norm())
+
+    before = gap()
+    quiet_trainer(tmp_path, max_steps=1200).fit(model, data)
+    assert before > 3.5
+    assert gap() < 0.1 * before
+    torch.testing.assert_close(model.encoder.weight, torch.eye(2))  # the frozen encoder stayed put
+
+
+# ----------------------------------------------------------------------------------------------- resume
+
+def test_resume_restores_all_networks_optimizers_and_the_cycle(tmp_path):
+    def run(root, ckpt_path=None):
+        L.seed_everything(7)
+        model = FlexAESR((1, 8, 8), (-1.0, 1.0), latent_dim=4, n_critic=2, **TINY_FLEXAE)
+        checkpoint = ModelCheckpoint(dirpath=tmp_path / root, every_n_train_steps=1, save_top_k=-1, filename="{step}")
+        trainer = quiet_trainer(tmp_path / root, max_steps=30, callbacks=[checkpoint], enable_checkpointing=True)
+        trainer.fit(model, ImagesDataModule(batch_size=8), ckpt_path=ckpt_path, weights_only=False)
+        return model, trainer
+
+    full, full_trainer = run("a")
+    # 8 optimizer steps per outer step (1 + 2 x 2 + 3); step 11 is mid-epoch and mid-cycle (after a critic pair)
+    saved = torch.load(tmp_path / "a" / "step=11.ckpt", weights_only=False)  # hparams hold functools.partials
+    assert saved["zoo"]["schedule"] == {"outer_step": 1, "cycle_position": 2}
+    assert len(saved["optimizer_states"]) == 6
+    resumed, resumed_trainer = run("b", ckpt_path=tmp_path / "a" / "step=11.ckpt")
+    assert (resumed.outer_step, resumed.cycle_position) == (full.outer_step, full.cycle_position)
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    for first, second in zip(full_trainer.optimizers, resumed_trainer.optimizers, strict=True):
+        for state_a, state_b in zip(first.state.values(), second.state.values(), strict=True):
+            for key in state_a:
+                torch.testing.assert_close(state_a[key], state_b[key], rtol=0, atol=0)
+    loaded = FlexAESR.load_from_checkpoint(tmp_path / "a" / "step=11.ckpt", weights_only=False)
+    assert loaded.sample(3).shape == (3, 1, 8, 8)
+    assert (loaded.outer_step, loaded.cycle_position) == (1, 2)
+
+
+# ------------------------------------------------------------------------------------ pieces and errors
+
+def test_priors():
+    gaussian = GaussianPrior(4, scale=2.0)
+    draw = gaussian.sample(20_000, torch.Generator().manual_seed(0))
+    assert draw.shape == (20_000, 4) and draw.std().item() == pytest.approx(2.0, rel=0.02)
+    learned = LearnedPrior(6, noise_dim=3)
+    assert learned.network.net[0].in_features == 3 and learned.sample(5).shape == (5, 6)
+    assert not learned.sample(2).requires_grad
+    torch.testing.assert_close(learned.sample(4, torch.Generator().manual_seed(1)),
+                               learned.sample(4, torch.Generator().manual_seed(1)))
+    with pytest.raises(ValueError, match="noise to shape"):
+        LearnedPrior(6, network=lambda m_in, s, r: MLPGenerator(m_in, (5,), None, 8, 1))
+
+
+def test_autoencoder_api_and_sampling_follow_the_prior():
+    model = WAE((1, 28, 28), latent_dim=8)
+    x = torch.rand(3, 1, 28, 28)
+    assert model.encode(x).shape == (3, 8)
+    assert model.reconstruct(x).shape == x.shape and 0 <= model.reconstruct(x).min() <= model.reconstruct(x).max() <= 1
+    assert model.sample(5).shape == (5, 1, 28, 28)
+    torch.testing.assert_close(model.sample_latents(4, torch.Generator().manual_seed(3)),
+                               torch.randn(4, 8, generator=torch.Generator().manual_seed(3)))
+    with pytest.raises(ValueError, match="encode expects"):
+        model.encode(torch.rand(2, 1, 32, 32))
+
+
+def test_bad_settings_raise_clear_errors():
+    with pytest.raises(ValueError, match="regularizer"):
+        WAE((1, 28, 28), regularizer="kl")
+    with pytest.raises(ValueError, match="penalty_weight"):
+        WAE((1, 28, 28), penalty_weight=-1)
+    with pytest.raises(ValueError, match="n_critic"):
+        FlexAE((1, 28, 28), n_critic=0)
+    with pytest.raises(ValueError, match="lambda_prior"):
+        FlexAE((1, 28, 28), lambda_prior=-1)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        FlexAE((1, 30, 30))
+    with pytest.raises(ValueError, match="encoder returns codes"):
+        FlexAE((1, 28, 28), latent_dim=8, encoder=lambda s, m: InfoGANEncoder(s, 4))
+    with pytest.raises(ValueError, match="latent critic must return one score"):
+        FlexAE((1, 28, 28), latent_dim=8, latent_critic=lambda s: nn.Linear(8, 2))
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        quiet_trainer("unused", max_steps=1).fit(WAE((4,), (-2.0, 2.0), latent_dim=2),
+                                                 PointsDataModule(dim=4, batch_size=1, num_samples=8))
+
+
+def test_latent_manifold_data():
+    data = LatentManifold(num_samples=300, num_val_samples=10, num_test_samples=20, map_seed=3)
+    data.setup()
+    train = data.train_set.tensors
+    assert train["x"].shape == (300, 128) and train["latent"].shape == (300, 5)
+    torch.testing.assert_close(train["x"], data.map(train["latent"]))
+    again = LatentManifold(num_samples=300, map_seed=3, seed=1)
+    again.setup()
+    torch.testing.assert_close(again.map(train["latent"]), train["x"])  # one map per map_seed
+    assert not torch.equal(again.train_set.tensors["latent"], train["latent"])
+    # the image of a 5-D latent under the map has local dimension 5: the Jacobian has rank 5
+    jacobian = torch.autograd.functional.jacobian(data.map, train["latent"][0])
+    assert torch.linalg.matrix_rank(jacobian).item() == 5
+    mixture = LatentManifold(latent="mixture", num_samples=800, components=4, radius=2.0, component_std=0.01)
+    mixture.setup()
+    latent, label = mixture.train_set.tensors["latent"], mixture.train_set.tensors["label"]
+    angles = 2 * math.pi * label.float() / 4
+    torch.testing.assert_close(latent, 2 * torch.stack([angles.cos(), angles.sin()], 1), atol=0.06, rtol=0)
+    with pytest.raises(ValueError, match="latent must be one of"):
+        LatentManifold(latent="uniform")
+
+
+# ------------------------------------------------------------------------------------------ configs / CLI
+
+AE_METHODS = ("flexae", "flexae_sr", "wae_gan", "wae_mmd")
+AE_DATA = ("fashion_mnist", "cifar10", "celeba64", "digits")
+AE_CONFIGS = [f"configs/{method}/{data}.yaml" for method in AE_METHODS for data in AE_DATA]
+
+
+def test_the_autoencoder_config_grid_is_complete():
+    from tests.test_cli import REPO
+
+    found = {p.relative_to(REPO).as_posix() for m in AE_METHODS for p in (REPO / "configs" / m).glob("*.yaml")}
+    assert found == set(AE_CONFIGS)
+
+
+def test_sized_config(config: str, directory) -> str:
+    """The config with test-sized Evaluation and NearestNeighbours (pixels, not Inception at 299 px)."""
+    import yaml
+
+    from tests.helpers import prepared_config
+    from zoo.cli import config_with_callback_args
+
+    content = yaml.safe_load(open(config))
+    evaluation = next(c for c in content["trainer"]["callbacks"] if c["class_path"] == "callbacks.Evaluation")
+    heavy = evaluation["init_args"]["extractor"] == "inception"
+    small = prepared_config(config, directory, **({"extractor": "pixels"} if heavy else {}))
+    return str(config_with_callback_args(small, directory, "callbacks.NearestNeighbours", n_train=32,
+                                         **({"extractor": "pixels"} if heavy else {})))
+
+
+test_sized_config.__test__ = False  # a helper, not a test
+
+
+@pytest.mark.parametrize("config", AE_CONFIGS)
+def test_every_autoencoder_config_trains_through_the_cli(config, tmp_path, monkeypatch):
+    import json
+
+    from tests.test_cli import REPO, SHARED_DATA, data_args, quick_args
+    from zoo.cli import run_cli
+
+    if not SHARED_DATA.exists() and ("fashion" in config or "cifar" in config):
+        pytest.skip("shared data not found")
+    monkeypatch.chdir(REPO)
+    small = test_sized_config(config, tmp_path / "prepared")
+    data = data_args(config, tmp_path, monkeypatch) or ["--data.init_args.batch_size", "16"]  # digits
+    cli = run_cli(["fit", "--config", small, *quick_args(tmp_path, steps=16), *data])
+    model = cli.model
+    assert model.outer_step >= 1 and all(torch.isfinite(p).all() for p in model.parameters())
+    assert model.data_shape == {"fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32), "celeba64": (3, 64, 64),
+                                "digits": (1, 8, 8)}[config.split("/")[-1][:-5]]
+    assert model.value_range == (0.0, 1.0)
+    record = json.loads((tmp_path / "evaluation.jsonl").read_text().splitlines()[-1])
+    assert record["fid"] >= 0 and record["reconstruction_fid"] >= 0 and 0 <= record["precision"] <= 1
+    images = {p.name.split("_step")[0] for p in (tmp_path / "images").glob("*.png")}
+    assert {"samples_grid", "autoencoder_interpolation", "autoencoder_nearest_pixels"} <= images
+
+
+@pytest.mark.parametrize("method", AE_METHODS)
+def test_autoencoders_under_bf16_and_two_process_ddp(method, tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    from tests.test_cli import REPO, quick_args
+    from zoo.cli import run_cli
+
+    monkeypatch.chdir(REPO)
+    config = test_sized_config(f"configs/{method}/digits.yaml", tmp_path / "prepared")
+    cli = run_cli(["fit", "--config", config, *quick_args(tmp_path / "bf16", steps=16),
+                   "--data.init_args.batch_size", "16", "--trainer.precision", "bf16-mixed"])
+    assert cli.trainer.precision == "bf16-mixed" and cli.model.outer_step >= 1
+    assert all(torch.isfinite(p).all() for p in cli.model.parameters())
+    command = [sys.executable, "-m", "zoo.cli", "fit", "--config", config, *quick_args(tmp_path / "ddp", steps=16),
+               "--data.init_args.batch_size", "16", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+               "--trainer.callbacks+=tests.helpers.DumpParameters", f"--trainer.callbacks.directory={tmp_path}"]
+    result = subprocess.run(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0 = torch.load(tmp_path / "params_rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "params_rank1.pt", weights_only=True)
+    assert set(rank0) == set(rank1) and any(name.startswith("encoder.") for name in rank0)
+    for name, value in rank0.items():
+        torch.testing.assert_close(value, rank1[name], rtol=0, atol=0, msg=f"{name} differs across ranks")

@@ -1,0 +1,134 @@
+"""The deterministic-autoencoder base (WAE, FlexAE, AE-OT): encoder E, decoder D and a pluggable latent
+prior (:mod:`zoo.priors`). Generation is ``D(prior.sample(n))``; the methods differ in how the codes are
+regularised and in the prior, not in this code.
+
+API beyond :class:`~zoo.base.GenerativeModel`'s: ``encode(x)``, ``decode(z)``, ``reconstruct(x)``, ``prior``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from zoo.base import GenerativeModel, eval_mode
+from zoo.losses import reconstruction_sse
+from zoo.priors import Prior
+
+Batch = dict[str, torch.Tensor]
+
+
+class AutoencoderModel(GenerativeModel):
+    """Subclasses register optimizers (:meth:`add_optimizer`) and implement :meth:`train_on` for one batch.
+
+    ``reconstruction_weight`` scales the per-image sum of squared errors (1 in FlexAE; 0.05 in WAE's code)."""
+
+    def __init__(self, data_shape: tuple[int, ...], value_range: tuple[float, float], latent_dim: int,
+                 encoder: nn.Module, decoder: nn.Module, prior: Prior, reconstruction_weight: float = 1.0,
+                 max_outer_steps: int | None = None) -> None:
+        super().__init__(data_shape, value_range, latent_dim)
+        if reconstruction_weight <= 0:
+            raise ValueError(f"reconstruction_weight must be > 0, got {reconstruction_weight}")
+        if max_outer_steps is not None and max_outer_steps < 1:
+            raise ValueError(f"max_outer_steps must be >= 1 or None, got {max_outer_steps}")
+        if prior.dim != latent_dim:
+            raise ValueError(f"the prior draws codes of dimension {prior.dim}, the autoencoder's latent_dim is "
+                             f"{latent_dim}")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.prior = prior
+        self.reconstruction_weight = float(reconstruction_weight)
+        self.max_outer_steps = max_outer_steps
+        self.outer_step = 0  # completed training cycles (the papers' iterations); saved in checkpoints
+        self._check_shapes()
+
+    def _check_shapes(self) -> None:
+        """Fail at construction, not mid-training, when the networks do not fit the data."""
+        with torch.no_grad(), eval_mode(self.encoder), eval_mode(self.decoder):
+            codes = self.encoder(torch.zeros(2, *self.data_shape))
+            if tuple(codes.shape) != (2, self.latent_dim):
+                raise ValueError(f"the encoder returns codes of shape {tuple(codes.shape[1:])}, expected "
+                                 f"({self.latent_dim},) for latent_dim={self.latent_dim}")
+            out = self.decoder(codes)
+            if tuple(out.shape[1:]) != self.data_shape:
+                raise ValueError(f"the decoder makes samples of shape {tuple(out.shape[1:])}, but the data has "
+                                 f"shape {self.data_shape}: choose a network for this image size")
+
+    @staticmethod
+    def check_critic(critic: nn.Module, input_shape: tuple[int, ...], name: str) -> None:
+        with torch.no_grad(), eval_mode(critic):
+            scores = critic(torch.zeros(2, *input_shape))
+        if scores.shape != (2,):
+            raise ValueError(f"the {name} must return one score per sample, got shape {tuple(scores.shape)}")
+
+    # ---- the API --------------------------------------------------------------------------------------
+    @property
+    def sampling_network(self) -> nn.Module:
+        return self.decoder
+
+    def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Codes from the prior; with a CPU ``generator`` the draw is the same wherever the model lives."""
+        return self.prior.sample(n, generator).to(self.device)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+        """Codes of data ``x`` (eval mode: batch-norm running statistics)."""
+        if tuple(x.shape[1:]) != self.data_shape:
+            raise ValueError(f"encode expects samples of shape {self.data_shape}, got {tuple(x.shape[1:])}")
+        with eval_mode(self.encoder):
+            return torch.cat([self.encoder(chunk.to(self.device)) for chunk in x.split(batch_size)]).float()
+
+    def decode(self, z: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+        return self.generate(z, batch_size)
+
+    def reconstruct(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+        return self.decode(self.encode(x, batch_size), batch_size)
+
+    def reconstruction_loss(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        return self.reconstruction_weight * reconstruction_sse(x, x_hat)
+
+    def progress(self) -> str:
+        return f"outer step {self.outer_step}"
+
+    # ---- training -------------------------------------------------------------------------------------
+    def train_on(self, x: torch.Tensor, generator: torch.Generator) -> bool:
+        """One training step on batch ``x``; ``generator`` seeds all of its noise. Returns True when the step
+        completed a training cycle (an outer step)."""
+        raise NotImplementedError
+
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
+        if not isinstance(batch, dict) or "x" not in batch:
+            raise TypeError("zoo models expect dict batches with an 'x' entry (use a zoo datamodule)")
+        x = batch["x"]
+        if tuple(x.shape[1:]) != self.data_shape:
+            raise ValueError(f"batch samples have shape {tuple(x.shape[1:])}, the model was built for "
+                             f"{self.data_shape}")
+        if len(x) < 2:
+            raise ValueError("autoencoder training needs batches of at least 2 samples")
+        if self.train_on(x, self.rng()):
+            self.outer_step += 1
+            self.log("train/outer_step", float(self.outer_step), on_step=True)
+            if self.max_outer_steps is not None and self.outer_step >= self.max_outer_steps:
+                self.trainer.should_stop = True
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["zoo"]["schedule"] = self.schedule_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.load_schedule_state(checkpoint["zoo"].get("schedule", {}))
+
+    def schedule_state(self) -> dict[str, int]:
+        return {"outer_step": self.outer_step}
+
+    def load_schedule_state(self, state: dict[str, int]) -> None:
+        self.outer_step = int(state.get("outer_step", 0))
+
+
+def paired(codes: torch.Tensor) -> torch.Tensor:
+    """Each sample's partner for interpolation: the next one in the (shuffled) batch. The authors draw a second
+    independent batch; pairing within one batch gives pairs of independent samples at half the encoding cost."""
+    return codes.roll(1, dims=0)
+
