@@ -66,7 +66,10 @@ def test_imq_mmd_matches_a_loop_over_pairs():
     expected = 0.0
     for s in (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0):
         c = 2 * d * 1.0 * s
-        k = lambda a, b: c / (c + float(((a - b) ** 2).sum()))  # noqa: E731
+
+        def k(a, b, c=c):
+            return c / (c + float(((a - b) ** 2).sum()))
+
         same = sum(k(q[i], q[j]) + k(p[i], p[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
         cross = sum(k(q[i], p[j]) for i in range(n) for j in range(n)) * 2 / n ** 2
         expected += same - cross
@@ -149,7 +152,8 @@ def test_each_update_moves_exactly_the_networks_its_optimizer_owns(kind, tmp_pat
         regularizer = kind.split("_")[1]
         names = ["autoencoder", "adversary"] if regularizer == "gan" else ["autoencoder"]
         model = WAE((1, 8, 8), (-1.0, 1.0), latent_dim=4, regularizer=regularizer, **TINY,
-                    adversary=functools.partial(MLPCritic, width=16, depth=2), **watched_optimizers(record, model_ref, names))
+                    adversary=functools.partial(MLPCritic, width=16, depth=2),
+                    **watched_optimizers(record, model_ref, names))
     model_ref.append(model)
     quiet_trainer(tmp_path, max_steps=16).fit(model, ImagesDataModule(batch_size=8))
     if kind == "flexae_sr":  # one outer step: reconstruction, 2 x both critics, then the generator side
