@@ -53,6 +53,45 @@ class DumpParameters(L.Callback):
         torch.save(state, f"{self.directory}/params_rank{trainer.global_rank}.pt")
 
 
+def ddp_run_parameters(cli_args: list[str], directory: Path) -> dict[str, torch.Tensor]:
+    """``zoo fit`` with ``cli_args`` on 2 CPU processes (gloo DDP); asserts that it succeeds and that both ranks end
+    with identical parameters, and returns rank 0's."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "zoo.cli", "fit", *cli_args, "--trainer.devices", "2", "--trainer.strategy",
+               "ddp", "--trainer.callbacks+=tests.helpers.DumpParameters", f"--trainer.callbacks.directory={directory}"]
+    result = subprocess.run(command, cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0 = torch.load(Path(directory) / "params_rank0.pt", weights_only=True)
+    rank1 = torch.load(Path(directory) / "params_rank1.pt", weights_only=True)
+    assert set(rank0) == set(rank1)
+    for name, value in rank0.items():
+        torch.testing.assert_close(value, rank1[name], rtol=0, atol=0, msg=f"{name} differs across ranks")
+    return rank0
+
+
+class SplitImages(ZooDataModule):
+    """Random 1x8x8 images in [-1, 1] with a train and a test split."""
+
+    def __init__(self, num_samples: int = 96, num_test: int = 40, batch_size: int = 16, seed: int = 0) -> None:
+        super().__init__(batch_size=batch_size, seed=seed)
+        self.num_samples = num_samples
+        self.num_test = num_test
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        return (1, 8, 8)
+
+    def build_datasets(self):
+        g = torch.Generator().manual_seed(self.seed)
+        x = torch.rand(self.num_samples + self.num_test, 1, 8, 8, generator=g) * 2 - 1
+        return TensorDictDataset(x=x[: self.num_samples]), None, TensorDictDataset(x=x[self.num_samples:])
+
+
 class ImagesDataModule(ZooDataModule):
     """Random 1x8x8 'images' in [-1, 1]: for precision and DDP checks of the image networks."""
 

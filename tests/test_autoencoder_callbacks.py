@@ -18,24 +18,10 @@ from callbacks import LatentInterpolation, NearestNeighbours
 from callbacks import metrics as M
 from callbacks.evaluation import Collective, Evaluation, Evaluator, quantised_pixels, subset_indices
 from callbacks.extractors import build_extractor
-from datamodules.base import TensorDictDataset
-from tests.helpers import ImagesDataModule, quiet_trainer
+from tests.helpers import ImagesDataModule, SplitImages, quiet_trainer
 from zoo.wgan import WGANGP
 
 VALUE_RANGE = (-1.0, 1.0)
-
-
-class SplitImages(ImagesDataModule):
-    """Random 1x8x8 images in [-1, 1] with a train and a test split."""
-
-    def __init__(self, num_samples: int = 64, num_test: int = 40, batch_size: int = 16, seed: int = 0) -> None:
-        super().__init__(num_samples=num_samples, batch_size=batch_size, seed=seed)
-        self.num_test = num_test
-
-    def build_datasets(self):
-        g = torch.Generator().manual_seed(self.seed)
-        x = torch.rand(self.num_samples + self.num_test, 1, 8, 8, generator=g) * 2 - 1
-        return TensorDictDataset(x=x[: self.num_samples]), None, TensorDictDataset(x=x[self.num_samples:])
 
 
 class StubAutoencoder(L.LightningModule):
@@ -104,7 +90,7 @@ def png(tmp_path, key: str, step: int):
 # ------------------------------------------------------------------------------------------ interpolation
 
 def test_interpolation_logs_a_grid_whose_ends_decode_the_real_pairs(tmp_path):
-    dm = SplitImages()
+    dm = SplitImages(num_samples=64)
     model = StubAutoencoder()
     callback = LatentInterpolation(num_pairs=3, num_steps=4, every_n_steps=1, every_n_epochs=None)
     trainer = quiet_trainer(tmp_path, max_steps=2, callbacks=[callback])
@@ -148,7 +134,7 @@ def test_interpolation_errors_are_clear():
 # ------------------------------------------------------------------------------------- nearest neighbours
 
 def test_nearest_neighbours_find_the_copied_training_images_in_order():
-    dm = SplitImages()
+    dm = SplitImages(num_samples=64)
     dm.setup()
     subset = subset_indices(64, 50, seed=1)  # n_train=50 of the 64 training images, seed 1
     model = CopyingModel(dm.train_set.tensors["x"][subset])
@@ -186,7 +172,7 @@ def test_nearest_neighbours_log_both_panels_during_fit(tmp_path):
                                  every_n_epochs=None)
     model = StubAutoencoder()
     trainer = quiet_trainer(tmp_path, max_steps=2, callbacks=[callback])
-    trainer.fit(model, SplitImages())
+    trainer.fit(model, SplitImages(num_samples=64))
     for name in ("pixels", "features"):  # rows: 4 samples; columns: the sample and 3 neighbours
         assert png(tmp_path, f"autoencoder_nearest_{name}", 2) == (4 * 10 + 2, 4 * 10 + 2)
     model.train()
@@ -206,7 +192,7 @@ def evaluator(**kwargs) -> Evaluator:
 
 
 def test_reconstruction_fid_is_the_frechet_distance_of_reconstructions_to_the_real_subset():
-    dm = SplitImages()
+    dm = SplitImages(num_samples=64)
     dm.setup()
     model = StubAutoencoder()
     result = evaluator().evaluate(model, dm)
@@ -238,7 +224,7 @@ class ShardCollective(Collective):
 
 
 def test_sharded_reconstruction_features_gather_into_the_single_process_order():
-    dm = SplitImages()
+    dm = SplitImages(num_samples=64)
     model = StubAutoencoder()
     single = evaluator(n_reference=29).reconstructed_features(model, dm, model.device, Collective())
     shards: dict[int, torch.Tensor] = {}
@@ -254,7 +240,7 @@ def test_the_callback_logs_reconstruction_fid_with_its_protocol(tmp_path):
                             reference_split="test", n_reference=16, every_n_steps=2, every_n_epochs=None,
                             cache_dir=None, plots=False)
     trainer = quiet_trainer(tmp_path, max_steps=2, logger=CSVLogger(tmp_path), callbacks=[evaluation])
-    trainer.fit(StubAutoencoder(), SplitImages())
+    trainer.fit(StubAutoencoder(), SplitImages(num_samples=64))
     log_dir = tmp_path / "lightning_logs" / "version_0"
     header = (log_dir / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"eval/fid", "eval/reconstruction_fid"} <= set(header)

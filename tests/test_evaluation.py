@@ -19,25 +19,11 @@ from callbacks import metrics as M
 from callbacks.evaluation import Evaluation, Evaluator, MetricOptions, subset_indices
 from callbacks.extractors import FeatureExtractor, build_extractor, register_extractor
 from callbacks.extractors.base import to_unit_range
-from datamodules.base import TensorDictDataset
-from tests.helpers import ImagesDataModule, prepared_config, quiet_trainer, wandb_run_contents
+from tests.helpers import ImagesDataModule, SplitImages, prepared_config, quiet_trainer, wandb_run_contents
 from zoo.wgan import WGANGP
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_METRICS = ("fid", "kid", "precision_recall", "prd", "memorization")
-
-
-class SplitImages(ImagesDataModule):
-    """Random 1x8x8 images with a train and a test split."""
-
-    def __init__(self, num_samples: int = 96, num_test: int = 40, batch_size: int = 16, seed: int = 0) -> None:
-        super().__init__(num_samples=num_samples, batch_size=batch_size, seed=seed)
-        self.num_test = num_test
-
-    def build_datasets(self):
-        g = torch.Generator().manual_seed(self.seed)
-        x = torch.rand(self.num_samples + self.num_test, 1, 8, 8, generator=g) * 2 - 1
-        return TensorDictDataset(x=x[: self.num_samples]), None, TensorDictDataset(x=x[self.num_samples:])
 
 
 @register_extractor("counting")

@@ -355,10 +355,7 @@ def test_every_autoencoder_config_trains_through_the_cli(config, tmp_path, monke
 
 @pytest.mark.parametrize("method", AE_METHODS)
 def test_autoencoders_under_bf16_and_two_process_ddp(method, tmp_path, monkeypatch):
-    import os
-    import subprocess
-    import sys
-
+    from tests.helpers import ddp_run_parameters
     from tests.test_cli import REPO, quick_args
     from zoo.cli import run_cli
 
@@ -368,14 +365,6 @@ def test_autoencoders_under_bf16_and_two_process_ddp(method, tmp_path, monkeypat
                    "--data.init_args.batch_size", "16", "--trainer.precision", "bf16-mixed"])
     assert cli.trainer.precision == "bf16-mixed" and cli.model.outer_step >= 1
     assert all(torch.isfinite(p).all() for p in cli.model.parameters())
-    command = [sys.executable, "-m", "zoo.cli", "fit", "--config", config, *quick_args(tmp_path / "ddp", steps=16),
-               "--data.init_args.batch_size", "16", "--trainer.devices", "2", "--trainer.strategy", "ddp",
-               "--trainer.callbacks+=tests.helpers.DumpParameters", f"--trainer.callbacks.directory={tmp_path}"]
-    result = subprocess.run(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
-                            text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    rank0 = torch.load(tmp_path / "params_rank0.pt", weights_only=True)
-    rank1 = torch.load(tmp_path / "params_rank1.pt", weights_only=True)
-    assert set(rank0) == set(rank1) and any(name.startswith("encoder.") for name in rank0)
-    for name, value in rank0.items():
-        torch.testing.assert_close(value, rank1[name], rtol=0, atol=0, msg=f"{name} differs across ranks")
+    rank0 = ddp_run_parameters(["--config", config, *quick_args(tmp_path / "ddp", steps=16),
+                                "--data.init_args.batch_size", "16"], tmp_path)
+    assert any(name.startswith("encoder.") for name in rank0)

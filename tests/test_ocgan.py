@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +12,7 @@ import torch
 import yaml
 
 from callbacks.schedules import OctaveBetaSchedule, octave_beta
-from tests.helpers import prepared_config, quiet_trainer
+from tests.helpers import ddp_run_parameters, prepared_config, quiet_trainer
 from tests.test_cli import REPO, SHARED_DATA, data_args, quick_args
 from zoo.cli import run_cli as cli_main
 from zoo.gan import DCGAN, LSGAN
@@ -137,13 +134,4 @@ def test_octave_models_under_bf16_and_two_process_ddp(model, tmp_path, monkeypat
                     "--trainer.precision", "bf16-mixed"])
     assert cli.trainer.precision == "bf16-mixed" and cli.model.generator_step >= 1
     assert all(torch.isfinite(p).all() for p in cli.model.parameters())
-    command = [sys.executable, "-m", "zoo.cli", "fit", "--config", config, *quick_args(tmp_path / "ddp", steps=6),
-               *data, *no_warmup, "--trainer.devices", "2", "--trainer.strategy", "ddp",
-               "--trainer.callbacks+=tests.helpers.DumpParameters", f"--trainer.callbacks.directory={tmp_path}"]
-    result = subprocess.run(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
-                            text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    rank0 = torch.load(tmp_path / "params_rank0.pt", weights_only=True)
-    rank1 = torch.load(tmp_path / "params_rank1.pt", weights_only=True)
-    for name, value in rank0.items():
-        torch.testing.assert_close(value, rank1[name], rtol=0, atol=0, msg=f"{name} differs across ranks")
+    ddp_run_parameters(["--config", config, *quick_args(tmp_path / "ddp", steps=6), *data, *no_warmup], tmp_path)
