@@ -118,6 +118,7 @@ def wandb_run_contents(run_file) -> tuple[list[dict], dict]:
     import struct
     from pathlib import Path
 
+    from google.protobuf.message import DecodeError
     from wandb.proto import wandb_internal_pb2
 
     data = Path(run_file).read_bytes()
@@ -130,11 +131,17 @@ def wandb_run_contents(run_file) -> tuple[list[dict], dict]:
             position += left
             continue
         _, length, kind = struct.unpack("<IHB", data[position:position + 7])
+        if position + 7 + length > len(data):  # a record W&B's writer process has not finished flushing
+            break
         payload = data[position + 7:position + 7 + length]
         position += 7 + length
         if kind in (1, 4):  # a full record, or the last piece of one
             record = wandb_internal_pb2.Record()
-            record.ParseFromString(pending + payload)
+            try:
+                record.ParseFromString(pending + payload)
+            except DecodeError:  # a record type this protobuf build does not know: skip it
+                pending = b""
+                continue
             pending = b""
             kind_of_record = record.WhichOneof("record_type")
             if kind_of_record == "history":
