@@ -8,11 +8,12 @@ from callbacks.evaluation import Evaluation, Evaluator
 from callbacks.logging import PeriodicCallback, figure_to_array, log_image, log_metrics
 from callbacks.modes import ModeCoverage, grid_mode_metrics
 from callbacks.samples import SampleGrid, isolated_sample
-from callbacks.schedules import OctaveBetaSchedule
+from callbacks.schedules import FreezeEncoder, OctaveBetaSchedule
 
 __all__ = [
     "Evaluation",
     "Evaluator",
+    "FreezeEncoder",
     "LatentInterpolation",
     "ModeCoverage",
     "NearestNeighbours",

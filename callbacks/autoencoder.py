@@ -68,6 +68,8 @@ class LatentInterpolation(PeriodicCallback):
 
     Needs a model with ``encode``/``decode`` (an autoencoder) and a datamodule with the split."""
 
+    needs_samples = False  # decodes real images' codes: fine before AE-OT's transport map exists
+
     def __init__(self, num_pairs: int = 8, num_steps: int = 10, split: str = "test", seed: int = 0,
                  every_n_steps: int | None = None, every_n_epochs: int | None = 1) -> None:
         super().__init__(every_n_steps=every_n_steps, every_n_epochs=every_n_epochs)

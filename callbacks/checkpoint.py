@@ -7,6 +7,8 @@ import time
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from zoo.base import fit_ends_after_this_epoch
+
 
 class StepCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` whose ``every_n_train_steps`` fires whenever ``global_step`` crosses a multiple of N.
@@ -15,6 +17,9 @@ class StepCheckpoint(ModelCheckpoint):
     batch (a critic step, then sometimes a generator step), so ``global_step`` can jump over the multiple and
     that checkpoint is never written. The checkpoint holds the state after the batch's updates, which is
     what an exact resume needs (Lightning's warning about pre-optimization state does not apply).
+
+    With ``save_last``, the state at the end of fitting always reaches ``last.ckpt``, even between step
+    multiples (AE-OT solves its transport map in the last epoch-end hook, just before this one).
     """
 
     def __init__(self, *args, **kwargs) -> None:
@@ -43,3 +48,8 @@ class StepCheckpoint(ModelCheckpoint):
         self._save_topk_checkpoint(trainer, candidates)
         self._save_last_checkpoint(trainer, candidates)
         self._last_time_checked = time.monotonic()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self.save_last and not trainer.fast_dev_run and fit_ends_after_this_epoch(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

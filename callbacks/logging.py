@@ -111,6 +111,7 @@ class PeriodicCallback(Callback):
     """
 
     all_ranks = False
+    needs_samples = True  # skipped while the model is not ``ready_to_sample``
 
     def __init__(self, every_n_steps: int | None = None, every_n_epochs: int | None = 1) -> None:
         for name, value in (("every_n_steps", every_n_steps), ("every_n_epochs", every_n_epochs)):
@@ -148,6 +149,8 @@ class PeriodicCallback(Callback):
     def _log_once(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_step == self._last_logged_step:
             return
+        if self.needs_samples and not getattr(pl_module, "ready_to_sample", True):
+            return  # not marked as logged: the train-end event still runs once the model can sample
         self._last_logged_step = trainer.global_step
         if self.all_ranks or trainer.is_global_zero:
             self.log_now(trainer, pl_module)

@@ -1,4 +1,5 @@
-"""Training-time schedules set by callbacks: OC-GAN's β_H/β_L frequency weighting (Durall et al. 2019, Eq. 3)."""
+"""Training-time schedules set by callbacks: OC-GAN's β_H/β_L frequency weighting (Durall et al. 2019, Eq. 3) and
+AE-OT's encoder freeze."""
 
 from __future__ import annotations
 
@@ -60,3 +61,48 @@ class OctaveBetaSchedule(Callback):
         set_octave_beta(pl_module, beta_high, beta_low)
         pl_module.log_dict({"train/beta_high": beta_high, "train/beta_low": beta_low}, on_step=False,
                            on_epoch=True, sync_dist=False)
+
+
+class FreezeEncoder(Callback):
+    """AE-OT's schedule: freeze the encoder once the epoch-mean reconstruction loss stops falling, then let the
+    decoder refine (the paper: "when the L² loss stops descending … we freeze the encoder").
+
+    A plateau is ``patience`` epochs in a row whose loss is not below ``(1 − threshold)`` × the best so far
+    (after at least ``min_epochs``); ``max_epochs`` freezes regardless once reached. Reads ``monitor`` from
+    the logged metrics (an epoch mean synchronised across ranks, so every rank freezes at the same epoch)
+    and calls ``pl_module.freeze_encoder()``."""
+
+    def __init__(self, patience: int = 5, threshold: float = 0.01, min_epochs: int = 1,
+                 max_epochs: int | None = None, monitor: str = "train/reconstruction_epoch") -> None:
+        if patience < 1 or not 0 <= threshold < 1 or min_epochs < 0 or (max_epochs is not None and max_epochs < 1):
+            raise ValueError(f"FreezeEncoder: need patience >= 1, 0 <= threshold < 1, min_epochs >= 0 and "
+                             f"max_epochs >= 1 or None, got {patience}, {threshold}, {min_epochs}, {max_epochs}")
+        self.patience, self.threshold, self.min_epochs, self.max_epochs = patience, threshold, min_epochs, max_epochs
+        self.monitor = monitor
+        self.best = float("inf")
+        self.bad_epochs = 0
+        self.frozen_at: int | None = None
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if getattr(pl_module, "encoder_frozen", True):
+            return
+        if self.monitor not in trainer.callback_metrics:
+            raise ValueError(f"FreezeEncoder monitors {self.monitor!r}, which the model does not log; logged: "
+                             f"{sorted(trainer.callback_metrics)}")
+        loss = float(trainer.callback_metrics[self.monitor])
+        if loss < (1 - self.threshold) * self.best:
+            self.best, self.bad_epochs = loss, 0
+        else:
+            self.bad_epochs += 1
+        epoch = trainer.current_epoch + 1
+        plateau = self.bad_epochs >= self.patience and epoch >= self.min_epochs
+        if plateau or (self.max_epochs is not None and epoch >= self.max_epochs):
+            pl_module.freeze_encoder()
+            self.frozen_at = epoch
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "bad_epochs": self.bad_epochs, "frozen_at": self.frozen_at}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.best, self.bad_epochs = float(state_dict["best"]), int(state_dict["bad_epochs"])
+        self.frozen_at = state_dict.get("frozen_at")

@@ -55,6 +55,12 @@ class GenerativeModel(L.LightningModule):
         """The network that maps latents to data (a generator, its EMA copy, or a decoder)."""
         raise NotImplementedError
 
+    @property
+    def ready_to_sample(self) -> bool:
+        """False while the model cannot generate yet (AE-OT before its transport map is solved); sample-based
+        callbacks wait."""
+        return True
+
     def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Latents from the model's prior (standard normal unless a subclass says otherwise)."""
         return torch.randn(n, self.latent_dim, generator=generator).to(self.device)
@@ -175,6 +181,16 @@ class GenerativeModel(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         require_zoo_section(checkpoint)
         self.noise_seed = int(checkpoint["zoo"]["noise_seed"])
+
+
+def fit_ends_after_this_epoch(trainer: L.Trainer) -> bool:
+    """True in ``on_train_epoch_end`` of the epoch after which ``fit`` stops (a stop request, max_epochs or
+    max_steps)."""
+    if trainer.should_stop:
+        return True
+    if trainer.max_epochs not in (None, -1) and trainer.current_epoch + 1 >= trainer.max_epochs:
+        return True
+    return trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps
 
 
 @contextlib.contextmanager

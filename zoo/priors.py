@@ -88,3 +88,94 @@ class LearnedPrior(Prior):
             return self(self.noise(n, generator)).float()
         finally:
             self.train(was_training)
+
+
+class TransportPrior(Prior):
+    """AE-OT's prior: the semi-discrete OT map from the uniform box ``[low, high]^d`` to the training codes,
+    extended across cell boundaries (:func:`zoo.ot.extended_codes`). Codes and potential h are buffers, so they
+    live in the state dict and checkpoints; :meth:`fit` solves for h.
+
+    ``top_k`` cells are ranked per source point (2: demo1's own-cell/runner-up pairs; the authors' CelebA demo
+    uses 20); ``angle_threshold`` (radians) is the dihedral angle above which a pair crosses the singular set
+    (paper: 0.75 for MNIST/Fashion-MNIST/CelebA, 0.68 for CIFAR-10; code: 0.7 CelebA, 0.2 the 2-D toys);
+    ``weight`` the position on the segment (None: uniform, demo1; 0.75: demo2). Source points whose pairs are
+    all rejected are redrawn (``unpaired="redraw"``, the authors drop them) or give their own code
+    (``"code"``). ``top_k=1`` is the plain map, which only reproduces training codes."""
+
+    def __init__(self, dim: int, low: float = -0.5, high: float = 0.5, top_k: int = 2,
+                 angle_threshold: float = 0.75, weight: float | None = None,
+                 unpaired: str = "redraw") -> None:
+        super().__init__(dim)
+        from zoo.ot import UniformBox
+
+        if top_k < 1 or angle_threshold < 0 or unpaired not in ("redraw", "code"):
+            raise ValueError(f"TransportPrior: need top_k >= 1, angle_threshold >= 0 and unpaired in "
+                             f"('redraw', 'code'), got {top_k}, {angle_threshold}, {unpaired!r}")
+        if weight is not None and not 0.0 <= weight <= 1.0:
+            raise ValueError(f"weight must be in [0, 1] or None (uniform), got {weight}")
+        self.box = UniformBox(dim, low, high)
+        self.low, self.high = float(low), float(high)
+        self.top_k, self.angle_threshold, self.weight, self.unpaired = top_k, float(angle_threshold), weight, unpaired
+        self.register_buffer("targets", torch.zeros(0, dim))
+        self.register_buffer("potential", torch.zeros(0))
+        self.solve_report: dict | None = None
+
+    @property
+    def fitted(self) -> bool:
+        return len(self.targets) > 0
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # the number of codes is only known once fitted: take the saved buffers' shapes
+        for name in ("targets", "potential"):
+            saved = state_dict.get(prefix + name)
+            if saved is not None:
+                setattr(self, name, torch.empty_like(saved, device=getattr(self, name).device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def fit(self, codes: torch.Tensor, checkpoint: str | None = None, **solver_settings) -> dict:
+        """Solve the OT problem to ``codes`` (:class:`zoo.ot.SemiDiscreteOT` settings as keywords; a long solve
+        saves its state to ``checkpoint`` and resumes from it); returns the solve report (converged, steps,
+        error, empty_cells, ...)."""
+        from zoo.ot import SemiDiscreteOT
+
+        if codes.ndim != 2 or codes.shape[1] != self.dim:
+            raise ValueError(f"codes must be shaped (N, {self.dim}), got {tuple(codes.shape)}")
+        solver = SemiDiscreteOT(codes.detach(), low=self.low, high=self.high, **solver_settings)
+        result = solver.solve(checkpoint=checkpoint)
+        self.targets = codes.detach().to(self.targets.device, torch.float32).clone()
+        self.potential = solver.h.to(self.potential.device, torch.float32)
+        self.solve_report = {k: v for k, v in vars(result).items() if k != "history"}
+        return self.solve_report
+
+    def _require_fit(self) -> None:
+        if not self.fitted:
+            raise RuntimeError("the AE-OT transport map is not fitted yet: it is solved at the end of training "
+                               "(or call model.fit_transport(datamodule))")
+
+    @torch.no_grad()
+    def transport(self, points: torch.Tensor) -> torch.Tensor:
+        """The plain OT map T(x) = y_argmax for source points [n, d]."""
+        from zoo.ot import top_cells
+
+        self._require_fit()
+        return self.targets[top_cells(points, self.targets, self.potential, 1)[:, 0]]
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        from zoo.ot import extended_codes
+
+        self._require_fit()
+        kept, total, drawn = [], 0, 0
+        for _ in range(100):
+            points = self.box.sample(max(n - total, 16) * 2, generator, self.device)
+            codes, accepted = extended_codes(points, self.targets, self.potential, self.top_k,
+                                             self.angle_threshold, self.weight, generator)
+            drawn += len(points)
+            if self.unpaired == "redraw":
+                codes = codes[accepted.to(codes.device)]
+            kept.append(codes)
+            total += len(codes)
+            if total >= n:
+                return torch.cat(kept)[:n]
+        raise RuntimeError(f"TransportPrior: only {total} of {drawn} source points found a pair within "
+                           f"angle_threshold={self.angle_threshold}; raise the threshold or use unpaired='code'")

@@ -1,0 +1,171 @@
+"""AE-OT (Lei, An, Guo et al. 2020; An et al. 2020): an autoencoder, then semi-discrete optimal transport from a
+uniform box to the training codes, extended across cell boundaries so that generation does not just replay
+codes and does not straddle the gaps between modes (mode collapse and mode mixture both avoided).
+
+Training, as in the paper (§6.1) and the authors' ``demo2.py``:
+
+1. the autoencoder minimises the per-pixel MSE (+ ``code_l1_weight``·Σ|z|, the code's 1e-5 on CelebA), with
+   Adam lr 3e-3, betas (0.5, 0.999) (the paper; the code uses 2e-5);
+2. when the reconstruction loss stops falling, :class:`callbacks.FreezeEncoder` freezes the encoder (no
+   gradients, batch-norm statistics fixed: the code forgot the latter) and the decoder keeps refining;
+3. when fitting ends, the training set is encoded and the OT map is solved (:class:`zoo.priors.TransportPrior`,
+   :class:`zoo.ot.SemiDiscreteOT`), before the final checkpoint is written, so ``sample(n)`` works right after
+   ``load_from_checkpoint``.
+
+``autoencoder=False`` skips 1-2 (identity encoder and decoder): OT straight from the box to the data, the
+paper's 2-D grid experiment (§6.3).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+from torch.nn import functional as F
+
+from zoo.autoencoder import AutoencoderModel
+from zoo.base import fit_ends_after_this_epoch
+from zoo.nets import default_decoder, default_encoder
+from zoo.ot import SemiDiscreteOT
+from zoo.priors import TransportPrior
+from zoo.types import EncoderFactory, GeneratorFactory, OptimizerFactory
+
+#: SemiDiscreteOT settings a config may give in ``solver`` (the box comes from the prior)
+SOLVER_SETTINGS = tuple(name for name in inspect.signature(SemiDiscreteOT).parameters
+                        if name not in ("targets", "weights", "low", "high"))
+
+
+class AEOT(AutoencoderModel):
+    def __init__(self, data_shape: tuple[int, ...], value_range: tuple[float, float] = (0.0, 1.0),
+                 latent_dim: int = 100, autoencoder: bool = True, encoder: EncoderFactory | None = None,
+                 decoder: GeneratorFactory | None = None, optimizer: OptimizerFactory | None = None,
+                 code_l1_weight: float = 0.0, box: tuple[float, float] = (-0.5, 0.5), top_k: int = 2,
+                 angle_threshold: float = 0.75, interpolation_weight: float | None = None,
+                 unpaired: str = "redraw", solver: dict[str, Any] | None = None,
+                 transport_samples: int | None = None, max_outer_steps: int | None = None) -> None:
+        data_shape = tuple(data_shape)
+        if not autoencoder:
+            if data_shape != (latent_dim,):
+                raise ValueError(f"without an autoencoder the transport runs on the data itself: latent_dim must "
+                                 f"equal the data dimension, got latent_dim={latent_dim} for data {data_shape}")
+            encoder_net, decoder_net = nn.Identity(), nn.Identity()
+        else:
+            encoder_net = (encoder or default_encoder)(data_shape, latent_dim)
+            decoder_net = (decoder or default_decoder)(latent_dim, data_shape, tuple(value_range))
+        if code_l1_weight < 0:
+            raise ValueError(f"code_l1_weight must be >= 0, got {code_l1_weight}")
+        if transport_samples is not None and transport_samples < 1:
+            raise ValueError(f"transport_samples must be >= 1 or None (all), got {transport_samples}")
+        unknown = sorted(set(solver or {}) - set(SOLVER_SETTINGS))
+        if unknown:
+            raise ValueError(f"unknown OT solver settings {unknown}; known: {list(SOLVER_SETTINGS)}")
+        prior = TransportPrior(latent_dim, box[0], box[1], top_k, angle_threshold, interpolation_weight, unpaired)
+        super().__init__(data_shape, value_range, latent_dim, encoder_net, decoder_net, prior, 1.0, max_outer_steps)
+        self.has_autoencoder = bool(autoencoder)
+        self.code_l1_weight = float(code_l1_weight)
+        self.solver_settings = dict(solver or {})
+        self.transport_samples = transport_samples
+        self.encoder_frozen = False
+        if autoencoder:
+            # frozen encoder weights get no gradient, so Adam skips them; the list stays fixed for checkpoints
+            self.add_optimizer("autoencoder", lambda: [*self.encoder.parameters(), *self.decoder.parameters()],
+                               optimizer or functools.partial(torch.optim.Adam, lr=3e-3, betas=(0.5, 0.999)))
+        self.save_hyperparameters()
+
+    # ---- the autoencoder phase --------------------------------------------------------------------------
+    def reconstruction_loss(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(x_hat.float(), x.float())  # per-pixel, the paper's "L² loss"
+
+    def train_on(self, x: torch.Tensor, generator: torch.Generator) -> bool:
+        if not self.has_autoencoder:
+            return True  # nothing to learn before the transport
+        with self.training_phase("autoencoder"):
+            codes = self.encoder(x)
+            reconstruction = self.reconstruction_loss(x, self.decoder(codes))
+            loss = reconstruction + self.code_l1_weight * codes.float().abs().sum()
+            self.update("autoencoder", loss, {"reconstruction": reconstruction})
+        # the epoch mean, synchronised across ranks, drives FreezeEncoder identically everywhere
+        self.log("train/reconstruction_epoch", reconstruction.detach(), on_step=False, on_epoch=True,
+                 sync_dist=True)
+        return True
+
+    def freeze_encoder(self, announce: bool = True) -> None:
+        """Stop training the encoder: no gradients, and batch norm uses (and keeps) its running statistics."""
+        if not self.has_autoencoder:
+            return
+        self.encoder_frozen = True
+        self.encoder.requires_grad_(False)
+        self.encoder.eval()
+        if announce:
+            rank_zero_info(f"AEOT: encoder frozen after epoch {self.current_epoch + 1}; refining the decoder")
+
+    def train(self, mode: bool = True) -> AEOT:
+        super().train(mode)
+        if self.encoder_frozen:  # Lightning puts the module back in train mode every epoch
+            self.encoder.eval()
+        return self
+
+    # ---- the transport phase ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def training_codes(self, dataset, batch_size: int = 500) -> torch.Tensor:
+        """Codes of the (first ``transport_samples``, in a seeded random order) training samples. Rank 0's
+        codes are broadcast, so every rank solves the same problem whatever its kernels' rounding."""
+        indices = torch.arange(len(dataset))
+        if self.transport_samples is not None and self.transport_samples < len(dataset):
+            order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(self.noise_seed or 0))
+            indices = order[: self.transport_samples].sort().values
+        subset = torch.utils.data.Subset(dataset, indices.tolist())
+        loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False)
+        codes = torch.cat([self.encode(batch["x"]) for batch in loader])
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.broadcast(codes, src=0)
+        return codes
+
+    def fit_transport(self, dataset, checkpoint: str | None = None) -> dict:
+        """Encode ``dataset`` (a dataset of dict samples, e.g. ``datamodule.train_set``) and solve the OT map."""
+        codes = self.training_codes(dataset)
+        settings = {"seed": self.noise_seed or 0, **self.solver_settings}
+        rank_zero_info(f"AEOT: solving semi-discrete OT to {len(codes)} codes of dimension {codes.shape[1]}")
+        report = self.prior.fit(codes, checkpoint=checkpoint, **settings)
+        rank_zero_info(f"AEOT: OT {'converged' if report['converged'] else 'did NOT converge'} after "
+                       f"{report['steps']} steps (error {report['error']:.3g}, {report['empty_cells']} empty "
+                       f"cells, {report['seconds']:.1f} s)")
+        return report
+
+    @property
+    def ready_to_sample(self) -> bool:
+        return self.prior.fitted
+
+    def on_train_epoch_end(self) -> None:
+        # Runs before the checkpoint callbacks' epoch-end hook, so the final checkpoint holds the map.
+        if fit_ends_after_this_epoch(self.trainer) and not self.prior.fitted:
+            report = self.fit_transport(self.trainer.datamodule.train_set, self._solver_checkpoint())
+            self.log_dict({f"transport/{k}": float(v) for k, v in report.items()}, rank_zero_only=True)
+
+    def on_train_end(self) -> None:
+        if not self.prior.fitted:  # stopped some other way (max_time, an interrupt): fit, and say the
+            self.fit_transport(self.trainer.datamodule.train_set, self._solver_checkpoint())
+            rank_zero_info("AEOT: fit stopped before an epoch end; the transport map was solved after the last "
+                           "checkpoint, save this model to keep it")
+
+    def _solver_checkpoint(self) -> str:
+        return f"{self.trainer.default_root_dir}/transport_solver.pt"
+
+    def on_train_start(self) -> None:
+        if self.prior.fitted:  # more training moves the codes: the old map no longer fits them
+            self.prior.targets = self.prior.targets[:0]
+            self.prior.potential = self.prior.potential[:0]
+
+    # ---- checkpoints ------------------------------------------------------------------------------------
+    def schedule_state(self) -> dict[str, int]:
+        return {**super().schedule_state(), "encoder_frozen": int(self.encoder_frozen)}
+
+    def load_schedule_state(self, state: dict[str, int]) -> None:
+        super().load_schedule_state(state)
+        if state.get("encoder_frozen"):
+            self.freeze_encoder(announce=False)
