@@ -42,14 +42,17 @@ def quiet_trainer(tmp_path, **kwargs) -> L.Trainer:
 
 
 class DumpParameters(L.Callback):
-    """Writes each rank's final parameters to ``<dir>/params_rank<r>.pt`` (DDP sync checks). Buffers such as
-    batch-norm running statistics are left out: DDP re-broadcasts them from rank 0 at every step."""
+    """Writes each rank's final parameters to ``<dir>/params_rank<r>.pt`` (DDP sync checks), with the prior's
+    buffers (AE-OT's codes and potential, solved on every rank). Other buffers such as batch-norm running
+    statistics are left out: DDP re-broadcasts them from rank 0 at every step."""
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
 
     def on_train_end(self, trainer, pl_module) -> None:
-        state = {k: v.detach().cpu().clone() for k, v in pl_module.named_parameters()}
+        buffers = ((k, v) for k, v in pl_module.named_buffers() if k.startswith("prior."))
+        named = [*pl_module.named_parameters(), *buffers]
+        state = {k: v.detach().cpu().clone() for k, v in named}
         torch.save(state, f"{self.directory}/params_rank{trainer.global_rank}.pt")
 
 

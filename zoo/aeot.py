@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -132,6 +133,8 @@ class AEOT(AutoencoderModel):
         settings = {"seed": self.noise_seed or 0, **self.solver_settings}
         rank_zero_info(f"AEOT: solving semi-discrete OT to {len(codes)} codes of dimension {codes.shape[1]}")
         report = self.prior.fit(codes, checkpoint=checkpoint, **settings)
+        if checkpoint is not None and self.global_rank == 0:  # done: the map now lives in the model's state
+            Path(checkpoint).unlink(missing_ok=True)
         rank_zero_info(f"AEOT: OT {'converged' if report['converged'] else 'did NOT converge'} after "
                        f"{report['steps']} steps (error {report['error']:.3g}, {report['empty_cells']} empty "
                        f"cells, {report['seconds']:.1f} s)")

@@ -140,11 +140,16 @@ class TransportPrior(Prior):
 
         if codes.ndim != 2 or codes.shape[1] != self.dim:
             raise ValueError(f"codes must be shaped (N, {self.dim}), got {tuple(codes.shape)}")
-        solver = SemiDiscreteOT(codes.detach(), low=self.low, high=self.high, **solver_settings)
+        # Identical codes (duplicate training images) tie everywhere, so all but one cell of each group would
+        # stay empty for ever: they become one target carrying their summed mass.
+        unique, inverse = torch.unique(codes.detach(), dim=0, return_inverse=True)
+        weights = torch.bincount(inverse, minlength=len(unique)).double() / len(codes)
+        solver = SemiDiscreteOT(unique, weights, low=self.low, high=self.high, **solver_settings)
         result = solver.solve(checkpoint=checkpoint)
-        self.targets = codes.detach().to(self.targets.device, torch.float32).clone()
+        self.targets = unique.to(self.targets.device, torch.float32).clone()
         self.potential = solver.h.to(self.potential.device, torch.float32)
-        self.solve_report = {k: v for k, v in vars(result).items() if k != "history"}
+        self.solve_report = {**{k: v for k, v in vars(result).items() if k != "history"},
+                             "codes": len(codes), "merged_duplicates": len(codes) - len(unique)}
         return self.solve_report
 
     def _require_fit(self) -> None:
