@@ -127,13 +127,8 @@ class AdversarialModel(GenerativeModel):
 
     # ---- training -----------------------------------------------------------------------------------------
     def training_step(self, batch: Batch, batch_idx: int) -> None:
-        if not isinstance(batch, dict) or "x" not in batch:
-            raise TypeError("zoo models expect dict batches with an 'x' entry (use a zoo datamodule)")
-        real = {k: v for k, v in batch.items() if k != "label"}
+        real = {k: v for k, v in self.checked_batch(batch).items() if k != "label"}
         n = len(real["x"])
-        if tuple(real["x"].shape[1:]) != self.data_shape:
-            raise ValueError(f"batch samples have shape {tuple(real['x'].shape[1:])}, the model was built for "
-                             f"{self.data_shape}")
 
         self.before_critic_update()
         with self.training_phase("critic"):

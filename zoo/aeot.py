@@ -147,14 +147,22 @@ class AEOT(AutoencoderModel):
     def on_train_epoch_end(self) -> None:
         # Runs before the checkpoint callbacks' epoch-end hook, so the final checkpoint holds the map.
         if fit_ends_after_this_epoch(self.trainer) and not self.prior.fitted:
-            report = self.fit_transport(self.trainer.datamodule.train_set, self._solver_checkpoint())
+            report = self.fit_transport(self._training_set(), self._solver_checkpoint())
             self.log_dict({f"transport/{k}": float(v) for k, v in report.items()}, rank_zero_only=True)
 
     def on_train_end(self) -> None:
         if not self.prior.fitted:  # stopped some other way (max_time, an interrupt): fit, and say the
-            self.fit_transport(self.trainer.datamodule.train_set, self._solver_checkpoint())
+            self.fit_transport(self._training_set(), self._solver_checkpoint())
             rank_zero_info("AEOT: fit stopped before an epoch end; the transport map was solved after the last "
                            "checkpoint, save this model to keep it")
+
+    def _training_set(self):
+        dataset = getattr(getattr(self.trainer, "datamodule", None), "train_set", None)
+        if dataset is None:
+            raise RuntimeError("AEOT solves its transport map on the training set of a zoo datamodule "
+                               "(trainer.fit(model, datamodule=...)); with bare dataloaders call "
+                               "model.fit_transport(dataset) yourself")
+        return dataset
 
     def _solver_checkpoint(self) -> str:
         return f"{self.trainer.default_root_dir}/transport_solver.pt"

@@ -98,12 +98,7 @@ class AutoencoderModel(GenerativeModel):
         raise NotImplementedError
 
     def training_step(self, batch: Batch, batch_idx: int) -> None:
-        if not isinstance(batch, dict) or "x" not in batch:
-            raise TypeError("zoo models expect dict batches with an 'x' entry (use a zoo datamodule)")
-        x = batch["x"]
-        if tuple(x.shape[1:]) != self.data_shape:
-            raise ValueError(f"batch samples have shape {tuple(x.shape[1:])}, the model was built for "
-                             f"{self.data_shape}")
+        x = self.checked_batch(batch)["x"]
         if len(x) < 2:
             raise ValueError("autoencoder training needs batches of at least 2 samples")
         if self.train_on(x, self.rng()):

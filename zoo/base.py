@@ -137,6 +137,15 @@ class GenerativeModel(L.LightningModule):
             f"{self.global_step} ({self.progress()}); training stopped, earlier checkpoints are kept. "
             "Lower the learning rate or check the data.")
 
+    def checked_batch(self, batch: Any) -> dict[str, torch.Tensor]:
+        """The batch dict, after checking it has samples ``"x"`` of the model's ``data_shape``."""
+        if not isinstance(batch, dict) or "x" not in batch:
+            raise TypeError("zoo models expect dict batches with an 'x' entry (use a zoo datamodule)")
+        if tuple(batch["x"].shape[1:]) != self.data_shape:
+            raise ValueError(f"batch samples have shape {tuple(batch['x'].shape[1:])}, the model was built for "
+                             f"{self.data_shape}")
+        return batch
+
     def progress(self) -> str:
         return f"epoch {self.current_epoch}"
 
