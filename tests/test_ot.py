@@ -539,3 +539,13 @@ def test_two_processes_split_the_points_and_agree_with_one(tmp_path):
             assert out["energy"] == pytest.approx(energy, rel=1e-12)
             assert torch.equal(out["h"], single.h), sampler
             assert torch.equal(out["w_after"], single.measures()[0]), sampler
+
+
+def test_solve_overwrites_a_checkpoint_of_another_problem(tmp_path):
+    path = tmp_path / "solver.pt"
+    targets = torch.randn(6, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    SemiDiscreteOT(targets, num_samples=500, dtype=F64).solve(max_steps=3, checkpoint=path)
+    other = SemiDiscreteOT(targets + 1, num_samples=500, dtype=F64)
+    with pytest.warns(UserWarning, match="another OT problem"):
+        result = other.solve(max_steps=3, checkpoint=path)
+    assert result.steps == 3 and torch.load(path, weights_only=True)["fingerprint"] == other.fingerprint()

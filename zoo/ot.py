@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -354,11 +355,17 @@ class SemiDiscreteOT:
     def solve(self, max_steps: int | None = None, callback: Callable[[dict[str, float]], None] | None = None,
               checkpoint: str | Path | None = None, checkpoint_every: int = 100) -> SolveResult:
         """Step until the tolerance or ``max_steps`` total steps. With ``checkpoint``, the state is saved there
-        every ``checkpoint_every`` steps and a matching saved state is resumed from first."""
+        every ``checkpoint_every`` steps and a saved state of the same problem is resumed from first (one of
+        another problem is overwritten, with a warning)."""
         max_steps = self.max_steps if max_steps is None else max_steps
         rank = _shard()[0]
         if checkpoint is not None and Path(checkpoint).is_file():
-            self.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+            if state.get("fingerprint") == self.fingerprint():
+                self.load_state_dict(state)
+            else:  # left by a run on other codes (another seed, more training): not ours to resume
+                warnings.warn(f"{checkpoint} holds the state of another OT problem; solving from scratch and "
+                              "overwriting it", stacklevel=2)
         start, history, stats = time.perf_counter(), [], None
         while self.step_count < max_steps:
             stats = self.step()
