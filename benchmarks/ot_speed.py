@@ -82,12 +82,13 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=900.0, help="seconds allowed per convergence run")
     parser.add_argument("--converge", type=int, nargs="*", default=[1000, 10_000])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--chunk", type=int, default=None, help="source points per chunk (default: the solver's)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
 
     targets = codes(args.n, args.d, args.seed, device)
-    solver = SemiDiscreteOT(targets, seed=args.seed)
+    solver = SemiDiscreteOT(targets, seed=args.seed, chunk_size=args.chunk)
     solver.h = 0.01 * torch.randn(args.n, dtype=torch.float64, device=device)  # a non-trivial potential
     m = solver.num_samples  # 100 N
     flops = 2.0 * m * args.d * args.n
