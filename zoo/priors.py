@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from zoo.nets import MLPGenerator
+from zoo.ot import SemiDiscreteOT, UniformBox, extended_codes, top_cells
 from zoo.types import GeneratorFactory
 
 
@@ -106,8 +107,6 @@ class TransportPrior(Prior):
                  angle_threshold: float = 0.75, weight: float | None = None,
                  unpaired: str = "redraw") -> None:
         super().__init__(dim)
-        from zoo.ot import UniformBox
-
         if top_k < 1 or angle_threshold < 0 or unpaired not in ("redraw", "code"):
             raise ValueError(f"TransportPrior: need top_k >= 1, angle_threshold >= 0 and unpaired in "
                              f"('redraw', 'code'), got {top_k}, {angle_threshold}, {unpaired!r}")
@@ -136,8 +135,6 @@ class TransportPrior(Prior):
         """Solve the OT problem to ``codes`` (:class:`zoo.ot.SemiDiscreteOT` settings as keywords; a long solve
         saves its state to ``checkpoint`` and resumes from it); returns the solve report (converged, steps,
         error, empty_cells, ...)."""
-        from zoo.ot import SemiDiscreteOT
-
         if codes.ndim != 2 or codes.shape[1] != self.dim:
             raise ValueError(f"codes must be shaped (N, {self.dim}), got {tuple(codes.shape)}")
         # Identical codes (duplicate training images) tie everywhere, so all but one cell of each group would
@@ -160,15 +157,11 @@ class TransportPrior(Prior):
     @torch.no_grad()
     def transport(self, points: torch.Tensor) -> torch.Tensor:
         """The plain OT map T(x) = y_argmax for source points [n, d]."""
-        from zoo.ot import top_cells
-
         self._require_fit()
         return self.targets[top_cells(points, self.targets, self.potential, 1)[:, 0]]
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        from zoo.ot import extended_codes
-
         self._require_fit()
         kept, total, drawn = [], 0, 0
         for _ in range(100):
