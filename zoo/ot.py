@@ -312,13 +312,10 @@ class SemiDiscreteOT:
     def step(self) -> dict[str, float]:
         """One Adam step on h; returns the statistics of the gradient it used. When that gradient is already
         within the tolerance, h is left as it is (``"converged": True``)."""
-        w, energy = self.measures()
-        g = w - self.weights
-        error = float((g.abs() / self.weights).max())
-        if error <= self.tolerance:  # h already solves the problem: keep the potential that was checked
-            return {"step": self.step_count, "error": error, "grad_norm": float(g.norm()),
-                    "empty_cells": int((w == 0).sum()), "energy": energy, "lr": self.lr,
-                    "num_samples": self.num_samples, "converged": True}
+        stats = self.statistics()
+        g = stats.pop("gradient")
+        if stats["converged"]:  # h already solves the problem: keep the potential that was checked
+            return stats
         beta1, beta2 = self.betas
         self.adam_m.mul_(beta1).add_(g, alpha=1 - beta1)
         self.adam_v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
@@ -328,12 +325,19 @@ class SemiDiscreteOT:
             m_hat, v_hat = m_hat / (1 - beta1 ** t), v_hat / (1 - beta2 ** t)
         self.h -= self.lr * m_hat / (v_hat.sqrt() + 1e-8)
         self.h -= self.h @ self.weights  # re-centre: E is invariant under h + c
+        self.step_count += 1
+        self._adapt(stats["grad_norm"], stats["energy"])
+        return stats
+
+    def statistics(self) -> dict[str, Any]:
+        """Statistics of ∇E at the current h (``"gradient"``: ∇E itself; :meth:`step` reports the rest)."""
+        w, energy = self.measures()
+        g = w - self.weights
+        error = float((g.abs() / self.weights).max())
         stats = {"step": self.step_count, "error": error, "grad_norm": float(g.norm()),
                  "empty_cells": int((w == 0).sum()), "energy": energy, "lr": self.lr,
-                 "num_samples": self.num_samples, "converged": False}
-        self.step_count += 1
-        self._adapt(stats["grad_norm"], energy)
-        return stats
+                 "num_samples": self.num_samples, "converged": error <= self.tolerance}
+        return {**stats, "gradient": g}
 
     def _adapt(self, grad_norm: float, energy: float) -> None:
         fixed_points = self.source.sampler == "sobol"
@@ -376,11 +380,8 @@ class SemiDiscreteOT:
                 break
             if checkpoint is not None and rank == 0 and self.step_count % checkpoint_every == 0:
                 _atomic_save(self.state_dict(), Path(checkpoint))
-        if stats is None or stats["error"] > self.tolerance:  # report the final h, not the one before the step
-            w = self.measures()[0]
-            g = w - self.weights
-            stats = {"error": float((g.abs() / self.weights).max()), "grad_norm": float(g.norm()),
-                     "empty_cells": int((w == 0).sum())}
+        if stats is None or not stats["converged"]:  # report the final h, not the one before the last step
+            stats = self.statistics()
         if checkpoint is not None and rank == 0:
             _atomic_save(self.state_dict(), Path(checkpoint))
         return SolveResult(converged=stats["error"] <= self.tolerance, steps=self.step_count,
