@@ -5,16 +5,19 @@ logged to whatever loggers exist, and step checkpoints."""
 from callbacks.autoencoder import LatentInterpolation, NearestNeighbours
 from callbacks.checkpoint import StepCheckpoint
 from callbacks.evaluation import Evaluation, Evaluator
+from callbacks.flat import EquivarianceScore, LatentTraversal, equivariance_score
 from callbacks.logging import PeriodicCallback, figure_to_array, log_image, log_metrics
 from callbacks.modes import ModeCoverage, grid_mode_metrics
 from callbacks.samples import SampleGrid, isolated_sample
 from callbacks.schedules import FreezeEncoder, OctaveBetaSchedule
 
 __all__ = [
+    "EquivarianceScore",
     "Evaluation",
     "Evaluator",
     "FreezeEncoder",
     "LatentInterpolation",
+    "LatentTraversal",
     "ModeCoverage",
     "NearestNeighbours",
     "OctaveBetaSchedule",
@@ -22,6 +25,7 @@ __all__ = [
     "SampleGrid",
     "StepCheckpoint",
     "figure_to_array",
+    "equivariance_score",
     "grid_mode_metrics",
     "isolated_sample",
     "log_image",

@@ -96,7 +96,7 @@ class AdversarialModel(GenerativeModel):
                 raise ValueError(f"the generator makes samples of shape {tuple(out.shape[1:])}, but the data has "
                                  f"shape {self.data_shape}: choose a network for this image size")
             self.critic.eval()
-            scores = self.critic(out)
+            scores = self.shape_check_scores(out)
             self.critic.train()
             if scores.shape != (2,):
                 raise ValueError(f"the critic must return one score per sample, got shape {tuple(scores.shape)}")
@@ -113,6 +113,10 @@ class AdversarialModel(GenerativeModel):
 
     def after_critic_update(self) -> None:
         """Hook (WGAN can clip here instead)."""
+
+    def shape_check_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """The critic's scores for generated ``x`` at construction (FlatGAN's form also takes tangents)."""
+        return self.critic(x)
 
     def fake_batch(self, n: int, generator: torch.Generator) -> Batch:
         return {"x": self.generator(self.randn(n, self.latent_dim, generator=generator))}

@@ -9,13 +9,24 @@ from torch import nn
 
 from zoo.nets.common import glorot_init_, output_activation
 
+ACTIVATIONS = ("relu", "leaky_relu")
 
-def _mlp(sizes: list[int], init: str = "default") -> nn.Sequential:
+
+def _activation(name: str) -> nn.Module:
+    """``leaky_relu`` has slope 0.2 (FlatGAN's nets)."""
+    if name == "relu":
+        return nn.ReLU()
+    if name == "leaky_relu":
+        return nn.LeakyReLU(0.2)
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
+
+
+def _mlp(sizes: list[int], init: str = "default", activation: str = "relu") -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(len(sizes) - 1):
         layers.append(nn.Linear(sizes[i], sizes[i + 1]))
         if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
+            layers.append(_activation(activation))
     net = nn.Sequential(*layers)
     glorot_init_(net, init)
     return net
@@ -27,29 +38,52 @@ def _check_size(name: str, width: int, depth: int) -> None:
 
 
 class MLPGenerator(nn.Module):
+    """``circle_lift`` feeds (cos z_1, sin z_1, z_2, …) instead of z, so z_1 is an angle: FlatGAN's 2-D toy
+    generator (the authors' ``z1_circle_topology``)."""
+
     def __init__(self, latent_dim: int, data_shape: tuple[int, ...], value_range: tuple[float, float] | None = None,
-                 width: int = 512, depth: int = 3, init: str = "default") -> None:
+                 width: int = 512, depth: int = 3, init: str = "default", activation: str = "relu",
+                 circle_lift: bool = False) -> None:
         super().__init__()
         _check_size("MLPGenerator", width, depth)
         self.data_shape = tuple(data_shape)
-        self.net = _mlp([latent_dim] + [width] * depth + [math.prod(self.data_shape)], init)
+        self.circle_lift = circle_lift
+        inputs = latent_dim + 1 if circle_lift else latent_dim
+        self.net = _mlp([inputs] + [width] * depth + [math.prod(self.data_shape)], init, activation)
         # toys are unbounded: only image-like (0,1)/(-1,1) ranges get a squashing output
         self.out = output_activation(value_range) if len(self.data_shape) > 1 else nn.Identity()
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if self.circle_lift:
+            z = torch.cat([z[:, :1].cos(), z[:, :1].sin(), z[:, 1:]], dim=1)
         return self.out(self.net(z)).view(len(z), *self.data_shape)
 
 
 class MLPCritic(nn.Module):
     """``init``: ``default`` (PyTorch's), ``glorot_normal`` or ``glorot_uniform`` (TF's, e.g. FlexAE's nets)."""
 
-    def __init__(self, data_shape: tuple[int, ...], width: int = 512, depth: int = 3, init: str = "default") -> None:
+    def __init__(self, data_shape: tuple[int, ...], width: int = 512, depth: int = 3, init: str = "default",
+                 activation: str = "relu") -> None:
         super().__init__()
         _check_size("MLPCritic", width, depth)
-        self.net = _mlp([math.prod(data_shape)] + [width] * depth + [1], init)
+        self.net = _mlp([math.prod(data_shape)] + [width] * depth + [1], init, activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.flatten(1)).squeeze(1)
+
+
+class MLPOneForm(nn.Module):
+    """A 1-form (covector field) x -> ω(x) in R^m, m = prod(form_shape): FlatGAN's 2-D toy 1-form net
+    (2 -> 50 -> 50 -> 2, LeakyReLU 0.2)."""
+
+    def __init__(self, data_shape: tuple[int, ...], form_shape: tuple[int, ...], width: int = 50, depth: int = 2,
+                 activation: str = "leaky_relu") -> None:
+        super().__init__()
+        _check_size("MLPOneForm", width, depth)
+        self.net = _mlp([math.prod(data_shape)] + [width] * depth + [math.prod(form_shape)], activation=activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.flatten(1))
 
 
 class MLPEncoder(nn.Module):
