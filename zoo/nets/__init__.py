@@ -3,12 +3,14 @@
 
 from zoo.nets.common import output_activation
 from zoo.nets.dcgan import DCGANCritic, DCGANGenerator
+from zoo.nets.forms import DifferentialForm, Downsampler, FlatCritic, FlatGenerator, FlatOneForm
 from zoo.nets.infogan import InfoGANCritic, InfoGANDecoder, InfoGANEncoder
-from zoo.nets.mlp import MLPCritic, MLPEncoder, MLPGenerator
+from zoo.nets.mlp import MLPCritic, MLPEncoder, MLPGenerator, MLPOneForm
 from zoo.nets.ocgan import OCGANCritic, OCGANGenerator
 
-__all__ = ["DCGANCritic", "DCGANGenerator", "InfoGANCritic", "InfoGANDecoder", "InfoGANEncoder", "MLPCritic",
-           "MLPEncoder", "MLPGenerator", "OCGANCritic", "OCGANGenerator", "default_critic", "default_decoder",
+__all__ = ["DCGANCritic", "DCGANGenerator", "DifferentialForm", "Downsampler", "FlatCritic", "FlatGenerator",
+           "FlatOneForm", "InfoGANCritic", "InfoGANDecoder", "InfoGANEncoder", "MLPCritic", "MLPEncoder", "MLPGenerator",
+           "MLPOneForm", "OCGANCritic", "OCGANGenerator", "default_critic", "default_decoder",
            "default_encoder", "default_generator", "output_activation"]
 
 
