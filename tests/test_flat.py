@@ -52,7 +52,8 @@ def test_pairing_on_hand_examples():
 @pytest.mark.parametrize("k", [1, 2, 3, 4])
 def test_pairing_is_invariant_under_sl_k_and_scales_with_det(k):
     g = torch.Generator().manual_seed(k)
-    v, w = torch.randn(8, 6, k, generator=g, dtype=torch.float64), torch.randn(8, 6, k, generator=g, dtype=torch.float64)
+    v = torch.randn(8, 6, k, generator=g, dtype=torch.float64)
+    w = torch.randn(8, 6, k, generator=g, dtype=torch.float64)
     a = torch.randn(8, k, k, generator=g, dtype=torch.float64)
     a_sl = a / torch.linalg.det(a).abs().pow(1 / k).view(8, 1, 1)
     a_sl[torch.linalg.det(a_sl) < 0, :, 0] *= -1  # det = +1

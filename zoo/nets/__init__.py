@@ -9,8 +9,8 @@ from zoo.nets.mlp import MLPCritic, MLPEncoder, MLPGenerator, MLPOneForm
 from zoo.nets.ocgan import OCGANCritic, OCGANGenerator
 
 __all__ = ["DCGANCritic", "DCGANGenerator", "DifferentialForm", "Downsampler", "FlatCritic", "FlatGenerator",
-           "FlatOneForm", "InfoGANCritic", "InfoGANDecoder", "InfoGANEncoder", "MLPCritic", "MLPEncoder", "MLPGenerator",
-           "MLPOneForm", "OCGANCritic", "OCGANGenerator", "default_critic", "default_decoder",
+           "FlatOneForm", "InfoGANCritic", "InfoGANDecoder", "InfoGANEncoder", "MLPCritic", "MLPEncoder",
+           "MLPGenerator", "MLPOneForm", "OCGANCritic", "OCGANGenerator", "default_critic", "default_decoder",
            "default_encoder", "default_generator", "output_activation"]
 
 
