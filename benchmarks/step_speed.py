@@ -3,7 +3,12 @@ optimizers, data loader and penalty, measured in one run. The last line is JSON:
 ``{"zoo_samples_per_s", "plain_samples_per_s", "ratio"}`` (ratio = ours / plain; samples = real images
 consumed by critic steps).
 
+``--model flatgan`` instead times FlatGAN (the Fashion-MNIST config: the authors' nets, k = 2, batch 50)
+against a WGAN-GP with the same generator and 0-form critic, one critic and one generator update per step for
+both, on the same tangent-carrying loader: ``{"flatgan_step_s", "wgan_gp_step_s", "ratio", "k"}``.
+
     python -m benchmarks.step_speed --model wgan_gp --data fashion_mnist
+    python -m benchmarks.step_speed --model flatgan --data fashion_mnist
 """
 
 from __future__ import annotations
@@ -102,16 +107,58 @@ def time_plain(model, datamodule, batches: int, warmup: int, device: torch.devic
     return (batches - warmup) * datamodule.batch_size / (time.perf_counter() - start)
 
 
+def flatgan_and_baseline(data_name: str, data_dir: str, batch_size: int, k: int):
+    """FlatGAN with its config's settings and a WGAN-GP with copies of its generator and 0-form network."""
+    import datamodules
+    from zoo.flatgan import FlatGAN
+    from zoo.wgan import WGANGP
+
+    names, scales, ranges = ["rotation", "thickness", "translation_x"], [10.0, 0.05, 1.0], [15.0, 1.0, 4.0]
+    if data_name == "digits":
+        base = datamodules.Digits(image_size=8, batch_size=batch_size)
+        settings = dict(latent_dim=32, downsample_factor=2, blur_sigma=1.0)
+    else:
+        base = {"fashion_mnist": datamodules.FashionMNIST, "mnist": datamodules.MNIST}[data_name](
+            data_dir=data_dir, image_size=32, val_size=0, batch_size=batch_size)
+        settings = {}
+    datamodule = datamodules.TangentImages(base, names[:k], scales[:k], cache=True, batch_size=batch_size)
+    flatgan = FlatGAN(datamodule.data_shape, datamodule.value_range, k=k, oriented_ranges=ranges[:k], **settings)
+    baseline = WGANGP(datamodule.data_shape, datamodule.value_range, latent_dim=flatgan.latent_dim, n_critic=1,
+                      generator=lambda *args: copy.deepcopy(flatgan.generator),
+                      critic=lambda *args: copy.deepcopy(flatgan.critic.zero_form))
+    return flatgan, baseline, datamodule
+
+
+def time_flatgan(args) -> None:
+    datamodule = None
+    flat_rates, baseline_rates = [], []
+    for repeat in range(args.repeats):
+        L.seed_everything(repeat, verbose=False)
+        flatgan, baseline, fresh = flatgan_and_baseline(args.data, args.data_dir, args.batch_size, args.k)
+        datamodule = datamodule or fresh  # the tangent cache is computed once
+        baseline_rates.append(time_zoo(baseline, datamodule, args.batches, args.warmup))
+        flat_rates.append(time_zoo(flatgan, datamodule, args.batches, args.warmup))
+    flat_s, baseline_s = args.batch_size / max(flat_rates), args.batch_size / max(baseline_rates)
+    print(json.dumps({"flatgan_step_s": round(flat_s, 4), "wgan_gp_step_s": round(baseline_s, 4),
+                      "ratio": round(flat_s / baseline_s, 3), "k": args.k, "data": args.data,
+                      "batch_size": args.batch_size, "device": "cuda" if torch.cuda.is_available() else "cpu",
+                      "torch_threads": torch.get_num_threads()}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="wgan_gp", choices=["wgan_gp", "wgan"])
+    parser.add_argument("--model", default="wgan_gp", choices=["wgan_gp", "wgan", "flatgan"])
+    parser.add_argument("--k", type=int, default=2, choices=[1, 2, 3], help="flatgan: oriented directions")
     parser.add_argument("--data", default="fashion_mnist", choices=["fashion_mnist", "mnist", "cifar10", "digits"])
     parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=None, help="64 (50 for flatgan, the authors')")
     parser.add_argument("--batches", type=int, default=200, help="critic steps per timed run")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs of each; the best counts")
     args = parser.parse_args()
+    args.batch_size = args.batch_size or (50 if args.model == "flatgan" else 64)
+    if args.model == "flatgan":
+        return time_flatgan(args)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     zoo_rates, plain_rates = [], []
     for repeat in range(args.repeats):

@@ -147,13 +147,23 @@ def finite_gathered(local: FeatureSet, total: int, collective: Collective, what:
 # ------------------------------------------------------------------------------------------- real data
 
 def datamodule_identity(datamodule: L.LightningDataModule) -> dict[str, Any]:
-    """The datamodule's class and settings that can change its samples (not paths, batch sizes, workers)."""
+    """The datamodule's class and settings that can change its samples (not paths, batch sizes, workers).
+
+    A datamodule held as a setting (a wrapper's ``base``) contributes its own identity, so wrappers of different
+    datasets never share a reference cache entry."""
     ignored = {"data_dir", "batch_size", "num_workers", "prepare_data_per_node",
                "allow_zero_length_dataloader_with_multiple_devices"}
-    settings = {key: list(value) if isinstance(value, tuple) else value
-                for key, value in sorted(vars(datamodule).items())
-                if not key.startswith("_") and key not in ignored
-                and isinstance(value, int | float | str | bool | tuple)}
+    scalar = int | float | str | bool
+    settings: dict[str, Any] = {}
+    for key, value in sorted(vars(datamodule).items()):
+        if key.startswith("_") or key in ignored:
+            continue
+        if isinstance(value, scalar):
+            settings[key] = value
+        elif isinstance(value, list | tuple) and all(isinstance(item, scalar) for item in value):
+            settings[key] = list(value)
+        elif isinstance(value, L.LightningDataModule):
+            settings[key] = datamodule_identity(value)
     return {"class": f"{type(datamodule).__module__}.{type(datamodule).__qualname__}", **settings}
 
 

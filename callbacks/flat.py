@@ -1,6 +1,6 @@
 """FlatGAN's visual and quantitative checks of equivariance: latent traversals and the tangent-plane score.
 
-Both use only the model's public API (``latent_current``, ``generate``, ``generate_with_tangents``) and, for
+Both use only the model's public API (``latent_current``, ``k``, ``generate``, ``sampling_network``) and, for
 the score, the datamodule's ``tangents_at(x)`` (``TangentImages``: the named transformations' tangents at
 any image; ``Circle5``: the circle's counter-clockwise tangent at any point).
 """
@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from callbacks.logging import PeriodicCallback, figure_to_array, log_image, log_metrics
 from callbacks.samples import SampleGrid
-from zoo.flat import subspace_alignment
+from zoo.flat import subspace_alignment, tangents_of
 
 
 class LatentTraversal(PeriodicCallback):
@@ -72,15 +72,17 @@ class LatentTraversal(PeriodicCallback):
         return figure_to_array(fig)
 
 
-def equivariance_score(model, tangents_at, z: torch.Tensor) -> dict[str, float | list[float]]:
-    """How well the generator's tangent k-plane span{∇_z g·e_i} at g(z) matches the data-tangent k-plane
+def equivariance_score(generator: torch.nn.Module, z: torch.Tensor, k: int, tangents_at,
+                       batch_size: int = 250) -> dict[str, float | list[float]]:
+    """How well a generator's tangent k-plane span{∇_z g·e_i} at g(z) matches the data-tangent k-plane
     ``tangents_at(g(z))`` of the same named transformations: the mean cosine of their principal angles
-    (``score``, basis-free), and the signed cosine of each pair (∇_z g·e_i, t_i) (``per_direction``:
-    which latent axis took which transformation is not forced by the loss)."""
-    if model.latent_current.k == 0:
-        raise ValueError("the equivariance score needs a model with k >= 1 oriented directions")
-    x, generated = model.generate_with_tangents(z)
-    reference = tangents_at(x).to(generated)
+    (``score``, basis-free), and the signed cosine of each pair (∇_z g·e_i, t_i) (``per_direction``: which
+    latent axis took which transformation is not forced by the loss). Works for any generator (a WGAN-GP
+    baseline too): the tangents are the forward-mode derivatives along the first k latent axes."""
+    if k < 1:
+        raise ValueError("the equivariance score needs k >= 1 oriented directions")
+    x, generated = tangents_of(generator, z, k, batch_size)
+    reference = torch.cat([tangents_at(chunk) for chunk in x.split(batch_size)]).to(generated)
     if reference.shape != generated.shape:
         raise ValueError(f"the datamodule gives tangents of shape {tuple(reference.shape[1:])}, the model "
                          f"{tuple(generated.shape[1:])}: name as many transformations as the model's k")
@@ -104,12 +106,14 @@ class EquivarianceScore(PeriodicCallback):
         if not callable(getattr(trainer.datamodule, "tangents_at", None)):
             raise ValueError(f"EquivarianceScore needs a datamodule with tangents_at(x) (datamodules.TangentImages, "
                              f"Circle5), got {type(trainer.datamodule).__name__}")
-        if not hasattr(pl_module, "generate_with_tangents"):
-            raise ValueError(f"EquivarianceScore needs a model with tangents (FlatGAN), got {type(pl_module).__name__}")
+        if getattr(pl_module, "k", 0) < 1:
+            raise ValueError(f"EquivarianceScore needs a model with k >= 1 oriented latent directions (FlatGAN), got "
+                             f"{type(pl_module).__name__}")
 
     def log_now(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         z = pl_module.sample_latents(self.n_samples, generator=torch.Generator().manual_seed(self.seed))
-        self.last = equivariance_score(pl_module, trainer.datamodule.tangents_at, z)
+        self.last = equivariance_score(pl_module.sampling_network, z.to(pl_module.device), pl_module.k,
+                                       trainer.datamodule.tangents_at)
         metrics = {"eval/equivariance": self.last["score"]}
         metrics.update({f"eval/equivariance_z{i + 1}": c for i, c in enumerate(self.last["per_direction"])})
         log_metrics(trainer, metrics)

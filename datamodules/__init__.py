@@ -11,11 +11,12 @@ from .images import (
     ImageFolderDataModule,
 )
 from .synthetic import LatentManifold
+from .tangents import MovingImages, TangentImages, image_tangents, time_tangents
 from .toys import Circle5, GaussianMixtureToy, Gaussians8, Gaussians25WGANGP, Grid25, SwissRoll, ToyDataModule
 
 BY_NAME = {"mnist": MNIST, "fashion_mnist": FashionMNIST, "cifar10": CIFAR10, "celeba": CelebA, "digits": Digits,
            "grid25": Grid25, "gaussians8": Gaussians8, "gaussians25": Gaussians25WGANGP, "swiss_roll": SwissRoll,
-           "circle5": Circle5, "latent_manifold": LatentManifold}
+           "circle5": Circle5, "latent_manifold": LatentManifold, "moving_digits": MovingImages}
 
 
 def build_datamodule(name: str, **settings) -> ZooDataModule:
@@ -48,9 +49,13 @@ __all__ = [
     "ImageDataModule",
     "ImageFolderDataModule",
     "LatentManifold",
+    "MovingImages",
     "ResumableSampler",
     "SwissRoll",
+    "TangentImages",
     "TensorDictDataset",
     "ToyDataModule",
     "ZooDataModule",
+    "image_tangents",
+    "time_tangents",
 ]

@@ -183,3 +183,9 @@ class Circle5(ToyDataModule):
         if self.std > 0:
             x = x + self.std * torch.randn(num_samples, 2, generator=torch.Generator().manual_seed(seed))
         return {"x": x, "tangents": self.tangents[label], "label": label}
+
+    def tangents_at(self, x: torch.Tensor) -> torch.Tensor:
+        """The unit counter-clockwise tangent ``(-sin, cos)`` of the circle at each point's angle
+        ``atan2(y, x)``: ``[N, 2] -> [N, 2, 1]``, to score a generator's tangents at the points it generates."""
+        angle = torch.atan2(x[:, 1], x[:, 0])
+        return torch.stack([-angle.sin(), angle.cos()], dim=1).unsqueeze(-1)

@@ -47,14 +47,15 @@ def config_with_callback_args(config: str | Path, directory: str | Path, class_p
     return path
 
 
-def run_cli(args: list[str] | None = None) -> ZooCLI:
-    """Parse ``args`` (default: the command line), run the subcommand, return the CLI (model, trainer, ...)."""
+def run_cli(args: list[str] | None = None, run: bool = True) -> ZooCLI:
+    """Parse ``args`` (default: the command line), run the subcommand, return the CLI (model, trainer, ...).
+    ``run=False`` only builds them (``args`` then holds no subcommand)."""
     import datamodules  # noqa: F401  registers the datamodules as subclasses
     import zoo.models  # noqa: F401  registers the models
 
     return ZooCLI(GenerativeModel, ZooDataModule, subclass_mode_model=True, subclass_mode_data=True,
                   save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
-                  args=args)
+                  args=args, run=run)
 
 
 def main() -> None:

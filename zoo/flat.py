@@ -93,6 +93,24 @@ def pushforward(generator: Callable[[torch.Tensor], torch.Tensor], z: torch.Tens
     return x, tangents.movedim(0, -1)
 
 
+@torch.no_grad()
+def tangents_of(generator: torch.nn.Module, z: torch.Tensor, k: int,
+                batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`pushforward` for evaluation: eval mode, no graph, fp32, in chunks of ``batch_size``."""
+    xs, tangents = [], []
+    was_training = generator.training
+    generator.eval()
+    try:
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            for chunk in z.float().split(batch_size):
+                x, t = pushforward(generator, chunk, k)
+                xs.append(x.float())
+                tangents.append(t.float())
+    finally:
+        generator.train(was_training)
+    return torch.cat(xs), torch.cat(tangents)
+
+
 def exterior_derivative(form: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
                         frame: torch.Tensor) -> torch.Tensor:
     """dη(x)(v_0, …, v_k) = Σ_i (−1)^i D_x[η(·)(v_0, …, v̂_i, …, v_k)](x)·v_i for a k-form

@@ -20,8 +20,15 @@ from typing import Literal
 import torch
 
 from zoo.adversarial import AdversarialModel, Batch, CriticSchedule
-from zoo.base import eval_mode
-from zoo.flat import LatentCurrent, comass_penalty, exterior_penalty, full_precision, haar_frames, pushforward
+from zoo.flat import (
+    LatentCurrent,
+    comass_penalty,
+    exterior_penalty,
+    full_precision,
+    haar_frames,
+    pushforward,
+    tangents_of,
+)
 from zoo.losses import wasserstein_critic_loss, wasserstein_generator_loss
 from zoo.nets.common import has_batch_norm
 from zoo.nets.forms import DifferentialForm, Downsampler, FlatCritic, FlatGenerator, FlatOneForm, OneFormFactory
@@ -143,19 +150,11 @@ class FlatGAN(AdversarialModel):
         """Latents from S's distribution: the oriented coordinates uniform, the rest nuisance."""
         return self.latent_current.sample(n, generator).to(self.device)
 
-    @torch.no_grad()
     def generate_with_tangents(self, z: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
-        """Samples and their tangent frames ``(n, *data_shape, k)`` for given latents (eval mode)."""
+        """Samples and their tangent frames ``(n, *data_shape, k)`` for given latents (eval mode, fp32)."""
         if z.dim() != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"latents must be shaped (n, {self.latent_dim}), got {tuple(z.shape)}")
-        xs, tangents = [], []
-        with eval_mode(self.sampling_network) as network:
-            for chunk in z.split(batch_size):
-                with full_precision(self.device):
-                    x, t = pushforward(network, chunk.to(self.device).float(), self.k)
-                xs.append(x.float())
-                tangents.append(t.float())
-        return torch.cat(xs), torch.cat(tangents)
+        return tangents_of(self.sampling_network, z.to(self.device), self.k, batch_size)
 
     def shape_check_scores(self, x: torch.Tensor) -> torch.Tensor:
         return self.critic(x, x.new_zeros(*x.shape, self.critic.k) if self.critic.k else None)
