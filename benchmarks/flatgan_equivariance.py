@@ -44,13 +44,14 @@ class SameLatentsWGANGP(WGANGP):
         return {"x": self.generator(self.latent_current.sample(n, generator, self.device))}
 
 
-def build(data: str, data_dir: str, generator_steps: int, width_scale: float, directory: Path):
+def build(data: str, data_dir: str, generator_steps: int, width_scale: float, directory: Path,
+          overrides: list[str]):
     config = REPO / "configs" / "flatgan" / f"{data}.yaml"
     args = ["--config", str(config), "--trainer.logger", "false", "--trainer.callbacks", "[]",
             "--trainer.enable_checkpointing", "false", "--trainer.enable_progress_bar", "false",
             "--trainer.enable_model_summary", "false", "--trainer.default_root_dir", str(directory),
             "--trainer.devices", "1",
-            "--model.init_args.max_generator_steps", str(generator_steps)]
+            "--model.init_args.max_generator_steps", str(generator_steps), *overrides]
     if "fashion" in data:
         args += ["--data.init_args.base.init_args.data_dir", data_dir]
     if width_scale != 1.0:
@@ -67,15 +68,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="fashion_mnist", choices=["fashion_mnist", "fashion_mnist_k3", "digits"])
     parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
-    parser.add_argument("--generator-steps", type=int, default=2000)
+    parser.add_argument("--generator-steps", type=int, default=1000)
     parser.add_argument("--width-scale", type=float, default=0.25, help="network widths relative to the config")
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--alpha", type=float, default=None, help="FlatGAN's k-form scale (default: the config's)")
+    parser.add_argument("--only-flatgan", action="store_true", help="skip the baseline (for tuning)")
     args = parser.parse_args()
+    overrides = [] if args.alpha is None else ["--model.init_args.alpha", str(args.alpha)]
     result: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         L.seed_everything(args.seed)
-        cli = build(args.data, args.data_dir, args.generator_steps, args.width_scale, Path(tmp))
+        cli = build(args.data, args.data_dir, args.generator_steps, args.width_scale, Path(tmp), overrides)
         flatgan, datamodule = cli.model, cli.datamodule
         baseline = SameLatentsWGANGP(flatgan.latent_current, data_shape=flatgan.data_shape,
                                      value_range=flatgan.value_range, latent_dim=flatgan.latent_dim,
@@ -83,8 +87,8 @@ def main() -> None:
                                      critic=lambda *a: copy.deepcopy(flatgan.critic.zero_form),
                                      max_generator_steps=args.generator_steps)
         z = flatgan.sample_latents(args.samples, torch.Generator().manual_seed(args.seed + 1))
-        for name, model, trainer in (("flatgan", flatgan, cli.trainer),
-                                     ("wgan_gp", baseline, baseline_trainer(tmp))):
+        runs = [("flatgan", flatgan, cli.trainer), ("wgan_gp", baseline, baseline_trainer(tmp))]
+        for name, model, trainer in runs[:1] if args.only_flatgan else runs:
             start = time.perf_counter()
             trainer.fit(model, datamodule)
             score = equivariance_score(model.generator, z.to(model.device), flatgan.k, datamodule.tangents_at)
@@ -92,8 +96,9 @@ def main() -> None:
             result[f"{name}_per_direction"] = [round(c, 4) for c in score["per_direction"]]
             result[f"{name}_seconds"] = round(time.perf_counter() - start, 1)
             print(name, score, flush=True)
-    result.update(data=args.data, k=flatgan.k, generator_steps=args.generator_steps, width_scale=args.width_scale,
-                  transformations=list(datamodule.transformations), samples=args.samples, seed=args.seed)
+    result.update(data=args.data, k=flatgan.k, alpha=flatgan.critic.alpha, generator_steps=args.generator_steps,
+                  width_scale=args.width_scale, transformations=list(datamodule.transformations),
+                  samples=args.samples, seed=args.seed)
     print(json.dumps(result))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 import torchvision
+from lightning.pytorch.utilities import rank_zero_warn
 from matplotlib.figure import Figure
 
 from callbacks.logging import PeriodicCallback, figure_to_array, log_image, log_metrics
@@ -106,13 +107,17 @@ class EquivarianceScore(PeriodicCallback):
         if not callable(getattr(trainer.datamodule, "tangents_at", None)):
             raise ValueError(f"EquivarianceScore needs a datamodule with tangents_at(x) (datamodules.TangentImages, "
                              f"Circle5), got {type(trainer.datamodule).__name__}")
-        if getattr(pl_module, "k", 0) < 1:
-            raise ValueError(f"EquivarianceScore needs a model with k >= 1 oriented latent directions (FlatGAN), got "
+        if not hasattr(pl_module, "latent_current"):
+            raise ValueError(f"EquivarianceScore needs a model with oriented latent directions (FlatGAN), got "
                              f"{type(pl_module).__name__}")
+        if pl_module.latent_current.k == 0:
+            rank_zero_warn("EquivarianceScore: the model has k = 0 (no oriented directions), nothing to score")
 
     def log_now(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if pl_module.latent_current.k == 0:
+            return
         z = pl_module.sample_latents(self.n_samples, generator=torch.Generator().manual_seed(self.seed))
-        self.last = equivariance_score(pl_module.sampling_network, z.to(pl_module.device), pl_module.k,
+        self.last = equivariance_score(pl_module.sampling_network, z.to(pl_module.device), pl_module.latent_current.k,
                                        trainer.datamodule.tangents_at)
         metrics = {"eval/equivariance": self.last["score"]}
         metrics.update({f"eval/equivariance_z{i + 1}": c for i, c in enumerate(self.last["per_direction"])})
