@@ -27,7 +27,8 @@ def test_wgan_gp_moves_samples_toward_the_data(tmp_path):
     adam = lambda p: torch.optim.Adam(p, 1e-3, betas=(0.5, 0.9))  # noqa: E731
     model = small_gp(n_critic=5, critic_optimizer=adam, generator_optimizer=adam)
     before = (model.sample(512).mean(0) - 3.0).norm().item()
-    quiet_trainer(tmp_path, max_steps=2400).fit(model, dm)
+    # 3,600 steps: at 2,400 the sample mean is still ~0.85 away with torch 2.14 (a margin that numerics decide)
+    quiet_trainer(tmp_path, max_steps=3600).fit(model, dm)
     after = (model.sample(512).mean(0) - 3.0).norm().item()
     assert before > 3.5 and after < 0.2 * before, (before, after)
 
