@@ -225,3 +225,50 @@ def test_every_config_trains_under_two_process_ddp(config, tmp_path, monkeypatch
     parameters = ddp_run_parameters([*config_args(config, tmp_path), *quick_args(tmp_path, steps=steps_for(config)),
                                      "--trainer.accelerator", "cpu"], tmp_path)
     assert any(name.startswith("critic.one_forms.") for name in parameters)  # the forms' nets are in sync too
+
+
+# ---- the equivariance score -----------------------------------------------------------------------------------
+class CircleGenerator(torch.nn.Module):
+    """g(z) = (cos s·z_1, sin s·z_1): the unit circle, counter-clockwise for s = 1, clockwise for s = −1."""
+
+    def __init__(self, speed: float) -> None:
+        super().__init__()
+        self.speed = speed
+
+    def forward(self, z):
+        return torch.stack([(self.speed * z[:, 0]).cos(), (self.speed * z[:, 0]).sin()], dim=1)
+
+
+class RadialGenerator(torch.nn.Module):
+    """g(z) = (1 + z_1/10)·(cos z_2, sin z_2): z_1 moves points outwards, across the circle's tangent."""
+
+    def forward(self, z):
+        return (1 + 0.1 * z[:, :1]) * torch.stack([z[:, 1].cos(), z[:, 1].sin()], dim=1)
+
+
+def test_equivariance_score_on_exact_circle_generators():
+    from callbacks.flat import equivariance_score
+
+    circle = Circle5()
+    z = torch.rand(64, 3) * TWO_PI - math.pi
+    forward = equivariance_score(CircleGenerator(1.0), z, 1, circle.tangents_at)
+    backward = equivariance_score(CircleGenerator(-2.0), z, 1, circle.tangents_at)
+    assert forward["score"] == pytest.approx(1.0) and forward["per_direction"] == pytest.approx([1.0])
+    assert backward["score"] == pytest.approx(1.0) and backward["per_direction"] == pytest.approx([-1.0])
+    radial = equivariance_score(RadialGenerator(), z, 1, circle.tangents_at)  # moving outwards, not along
+    assert radial["score"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_equivariance_callback_skips_models_without_oriented_directions(tmp_path):
+    from types import SimpleNamespace
+
+    from callbacks.flat import EquivarianceScore
+
+    callback = EquivarianceScore(n_samples=8)
+    trainer = SimpleNamespace(datamodule=Circle5())
+    with pytest.warns(UserWarning, match="k = 0"):
+        callback.setup(trainer, circle_model(k=0), "fit")
+    callback.log_now(trainer, circle_model(k=0))
+    assert callback.last is None
+    with pytest.raises(ValueError, match="needs a datamodule with tangents_at"):
+        callback.setup(SimpleNamespace(datamodule=object()), circle_model(k=1), "fit")
