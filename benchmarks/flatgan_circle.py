@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from datamodules import Circle5
 from zoo.base import eval_mode
 from zoo.flat import pushforward
 
@@ -59,7 +60,7 @@ def circle_scores(model, n: int, curves: int, seed: int, radius: float = 0.05) -
         sweep = base.repeat_interleave(2000, 0)
         sweep[:, 0] = torch.linspace(-math.pi, math.pi, 2000).repeat(curves)
         curve_points = model.generator(sweep).view(curves, 2000, 2)
-    data = torch.stack([torch.tensor([math.cos(a), math.sin(a)]) for a in 2 * math.pi * torch.arange(5) / 5])
+    data = Circle5().modes
     nearest = torch.cdist(data.unsqueeze(0).expand(curves, 5, 2), curve_points).min(dim=2).values  # (curves, 5)
     angle = torch.atan2(x[:, 1], x[:, 0])
     counter_clockwise = torch.stack([-angle.sin(), angle.cos()], dim=1)

@@ -44,6 +44,13 @@ class SameLatentsWGANGP(WGANGP):
         return {"x": self.generator(self.latent_current.sample(n, generator, self.device))}
 
 
+def twin_wgan_gp(flatgan, **settings) -> SameLatentsWGANGP:
+    """A WGAN-GP with copies of FlatGAN's generator and 0-form network, drawing FlatGAN's latents."""
+    return SameLatentsWGANGP(flatgan.latent_current, data_shape=flatgan.data_shape, value_range=flatgan.value_range,
+                             latent_dim=flatgan.latent_dim, generator=lambda *a: copy.deepcopy(flatgan.generator),
+                             critic=lambda *a: copy.deepcopy(flatgan.critic.zero_form), **settings)
+
+
 def build(data: str, data_dir: str, generator_steps: int, width_scale: float, directory: Path,
           overrides: list[str]):
     config = REPO / "configs" / "flatgan" / f"{data}.yaml"
@@ -81,11 +88,7 @@ def main() -> None:
         L.seed_everything(args.seed)
         cli = build(args.data, args.data_dir, args.generator_steps, args.width_scale, Path(tmp), overrides)
         flatgan, datamodule = cli.model, cli.datamodule
-        baseline = SameLatentsWGANGP(flatgan.latent_current, data_shape=flatgan.data_shape,
-                                     value_range=flatgan.value_range, latent_dim=flatgan.latent_dim,
-                                     generator=lambda *a: copy.deepcopy(flatgan.generator),
-                                     critic=lambda *a: copy.deepcopy(flatgan.critic.zero_form),
-                                     max_generator_steps=args.generator_steps)
+        baseline = twin_wgan_gp(flatgan, max_generator_steps=args.generator_steps)
         z = flatgan.sample_latents(args.samples, torch.Generator().manual_seed(args.seed + 1))
         runs = [("flatgan", flatgan, cli.trainer), ("wgan_gp", baseline, baseline_trainer(tmp))]
         for name, model, trainer in runs[:1] if args.only_flatgan else runs:

@@ -4,7 +4,7 @@ optimizers, data loader and penalty, measured in one run. The last line is JSON:
 consumed by critic steps).
 
 ``--model flatgan`` instead times FlatGAN (the Fashion-MNIST config: the authors' nets, k = 2, batch 50)
-against a WGAN-GP with the same generator and 0-form critic, one critic and one generator update per step for
+against a WGAN-GP with the same generator, 0-form critic and latents, one critic and one generator update per step for
 both, on the same tangent-carrying loader: ``{"flatgan_step_s", "wgan_gp_step_s", "ratio", "k"}``.
 
     python -m benchmarks.step_speed --model wgan_gp --data fashion_mnist
@@ -110,8 +110,8 @@ def time_plain(model, datamodule, batches: int, warmup: int, device: torch.devic
 def flatgan_and_baseline(data_name: str, data_dir: str, batch_size: int, k: int):
     """FlatGAN with its config's settings and a WGAN-GP with copies of its generator and 0-form network."""
     import datamodules
+    from benchmarks.flatgan_equivariance import twin_wgan_gp
     from zoo.flatgan import FlatGAN
-    from zoo.wgan import WGANGP
 
     names, scales, ranges = ["rotation", "thickness", "translation_x"], [10.0, 0.05, 1.0], [15.0, 1.0, 4.0]
     if data_name == "digits":
@@ -123,10 +123,7 @@ def flatgan_and_baseline(data_name: str, data_dir: str, batch_size: int, k: int)
         settings = {}
     datamodule = datamodules.TangentImages(base, names[:k], scales[:k], cache=True, batch_size=batch_size)
     flatgan = FlatGAN(datamodule.data_shape, datamodule.value_range, k=k, oriented_ranges=ranges[:k], **settings)
-    baseline = WGANGP(datamodule.data_shape, datamodule.value_range, latent_dim=flatgan.latent_dim, n_critic=1,
-                      generator=lambda *args: copy.deepcopy(flatgan.generator),
-                      critic=lambda *args: copy.deepcopy(flatgan.critic.zero_form))
-    return flatgan, baseline, datamodule
+    return flatgan, twin_wgan_gp(flatgan, n_critic=1), datamodule
 
 
 def time_flatgan(args) -> None:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from .base import ZooDataModule
-from .images import resolve_split_size, scale_unit_to_range, validate_split_size
+from .images import scale_unit_to_range, split_train_val_test, validate_split_size
 
 CACHE_BATCH_SIZE = 512
 
@@ -416,18 +416,12 @@ class MovingImages(ZooDataModule):
 
     def build_datasets(self) -> tuple[Dataset, Dataset | None, Dataset | None]:
         self.sequences = self.build_sequences()
-        total = len(self.sequences)
-        num_val = resolve_split_size(self.val_size, total, "val_size")
-        num_test = resolve_split_size(self.test_size, total, "test_size")
-        if num_val + num_test >= total:
-            raise ValueError(f"val_size + test_size = {num_val + num_test} sequences leave none for training out "
-                             f"of {total}")
-        order = torch.randperm(total, generator=self.split_generator()).tolist()
-        num_train = total - num_val - num_test
-        parts = [sorted(order[:num_train]), sorted(order[num_train:num_train + num_val]),
-                 sorted(order[num_train + num_val:])]
-        train, val, test = (MovingFramesDataset(self.sequences, ids, self.tangent_scale) if ids else None
-                            for ids in parts)
+        # split the sequence indices, so that whole videos are held out
+        splits = split_train_val_test(range(len(self.sequences)), self.val_size, self.test_size,
+                                      self.split_generator())
+        train, val, test = (None if split is None else
+                            MovingFramesDataset(self.sequences, sorted(split.indices), self.tangent_scale)
+                            for split in splits)
         return train, val, test  # type: ignore[return-value]
 
     def video(self, index: int) -> torch.Tensor:

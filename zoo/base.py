@@ -68,12 +68,15 @@ class GenerativeModel(L.LightningModule):
     @torch.no_grad()
     def generate(self, z: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
         """Data for given latents, in ``value_range``; networks run in eval mode (batch-norm running stats)."""
-        if z.dim() != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(f"latents must be shaped (n, {self.latent_dim}), got {tuple(z.shape)}")
+        self.check_latents(z)
         net = self.sampling_network
         with eval_mode(net):
             out = [net(chunk.to(self.device)) for chunk in z.split(batch_size)]
         return torch.cat(out).float()
+
+    def check_latents(self, z: torch.Tensor) -> None:
+        if z.dim() != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"latents must be shaped (n, {self.latent_dim}), got {tuple(z.shape)}")
 
     def sample(self, n: int, batch_size: int = 1000) -> torch.Tensor:
         if n < 1:

@@ -1,4 +1,4 @@
-"""FlatGAN's geometry (Möllenhoff & Cremers 2019) as plain torch functions, no Lightning.
+"""FlatGAN's geometry (Möllenhoff & Cremers 2019) as plain torch functions (no training logic).
 
 Notation: a simple k-vector v = v_1∧…∧v_k is stored as its frame V, a tensor ``(B, *data_shape, k)`` (the k
 vectors on the last axis); the pairing of two simple k-vectors is ⟨v, w⟩ = det(VᵀW) (the slides). A k-form
@@ -26,6 +26,8 @@ from typing import Literal
 
 import torch
 from torch.func import jvp, vmap
+
+from zoo.base import eval_mode
 
 EXTERIOR_PENALTIES = ("bound", "exact")
 NUISANCE_DISTRIBUTIONS = ("gaussian", "uniform")
@@ -98,16 +100,11 @@ def tangents_of(generator: torch.nn.Module, z: torch.Tensor, k: int,
                 batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`pushforward` for evaluation: eval mode, no graph, fp32, in chunks of ``batch_size``."""
     xs, tangents = [], []
-    was_training = generator.training
-    generator.eval()
-    try:
-        with torch.autocast(device_type=z.device.type, enabled=False):
-            for chunk in z.float().split(batch_size):
-                x, t = pushforward(generator, chunk, k)
-                xs.append(x.float())
-                tangents.append(t.float())
-    finally:
-        generator.train(was_training)
+    with eval_mode(generator), full_precision(z.device):
+        for chunk in z.float().split(batch_size):
+            x, t = pushforward(generator, chunk, k)
+            xs.append(x.float())
+            tangents.append(t.float())
     return torch.cat(xs), torch.cat(tangents)
 
 

@@ -21,6 +21,7 @@ import torch
 
 from zoo.adversarial import AdversarialModel, Batch, CriticSchedule
 from zoo.flat import (
+    EXTERIOR_PENALTIES,
     LatentCurrent,
     comass_penalty,
     exterior_penalty,
@@ -72,8 +73,8 @@ class FlatGAN(AdversarialModel):
                              f"{list(oriented_ranges)}")
         if comass_bound <= 0 or penalty_weight < 0:
             raise ValueError(f"comass_bound must be > 0 and penalty_weight >= 0, got {comass_bound}, {penalty_weight}")
-        if exterior_penalty not in ("bound", "exact"):
-            raise ValueError(f"exterior_penalty must be 'bound' or 'exact', got {exterior_penalty!r}")
+        if exterior_penalty not in EXTERIOR_PENALTIES:
+            raise ValueError(f"exterior_penalty must be one of {EXTERIOR_PENALTIES}, got {exterior_penalty!r}")
         latent_current = LatentCurrent(latent_dim, tuple(oriented_ranges), nuisance, nuisance_range)
         default_generator, default_zero_form, default_one_form = default_networks(data_shape)
         generator_net = (generator or default_generator)(latent_dim, data_shape, tuple(value_range))
@@ -91,12 +92,16 @@ class FlatGAN(AdversarialModel):
         adam = functools.partial(torch.optim.Adam, lr=1e-4, betas=(0.5, 0.9))
         super().__init__(data_shape, value_range, latent_dim, generator_net, critic, generator_optimizer or adam,
                          critic_optimizer or adam, CriticSchedule(n_critic=n_critic), ema_decay, max_generator_steps)
-        self.k = k
         self.latent_current = latent_current
         self.comass_bound = comass_bound
         self.penalty_weight = penalty_weight
         self.exterior_penalty = exterior_penalty
         self.save_hyperparameters()
+
+    @property
+    def k(self) -> int:
+        """The degree of the currents: how many oriented latent directions and data tangents."""
+        return self.critic.k
 
     # ---- the objective -------------------------------------------------------------------------------------
     def critic_loss(self, real: Batch, fake: Batch) -> dict[str, torch.Tensor]:
@@ -152,9 +157,8 @@ class FlatGAN(AdversarialModel):
 
     def generate_with_tangents(self, z: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
         """Samples and their tangent frames ``(n, *data_shape, k)`` for given latents (eval mode, fp32)."""
-        if z.dim() != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(f"latents must be shaped (n, {self.latent_dim}), got {tuple(z.shape)}")
+        self.check_latents(z)
         return tangents_of(self.sampling_network, z.to(self.device), self.k, batch_size)
 
     def shape_check_scores(self, x: torch.Tensor) -> torch.Tensor:
-        return self.critic(x, x.new_zeros(*x.shape, self.critic.k) if self.critic.k else None)
+        return self.critic(x, x.new_zeros(*x.shape, self.k) if self.k else None)
