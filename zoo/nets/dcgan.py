@@ -32,20 +32,24 @@ def dcgan_layout(data_shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 
 class DCGANGenerator(nn.Module):
+    """``bias=False`` removes every convolution bias, as the official WGAN code's DCGAN (``bias=False``
+    throughout); by default only the convolutions that a norm layer follows go without one."""
+
     def __init__(self, latent_dim: int, data_shape: tuple[int, ...], value_range: tuple[float, float] = (-1.0, 1.0),
-                 width: int = 64, norm: str = "batch") -> None:
+                 width: int = 64, norm: str = "batch", bias: bool = True) -> None:
         super().__init__()
         channels, base, stages = dcgan_layout(data_shape)
         if latent_dim < 1 or width < 1:
             raise ValueError(f"latent_dim and width must be >= 1, got {latent_dim}, {width}")
         widths = [width * 2 ** (stages - 1 - i) for i in range(stages)]  # e.g. 512, 256, 128, 64 at 64 px
+        inner_bias = bias and norm == "none"  # a norm right after makes a bias redundant
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(latent_dim, widths[0], base, 1, 0, bias=norm == "none"),
+            nn.ConvTranspose2d(latent_dim, widths[0], base, 1, 0, bias=inner_bias),
             norm_layer(norm, widths[0]), nn.ReLU(True)]
         for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
-            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=norm == "none"), norm_layer(norm, c_out),
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=inner_bias), norm_layer(norm, c_out),
                        nn.ReLU(True)]
-        layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), output_activation(value_range)]
+        layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1, bias=bias), output_activation(value_range)]
         self.net = nn.Sequential(*layers)
         self.latent_dim = latent_dim
         dcgan_init_(self)
@@ -56,18 +60,20 @@ class DCGANGenerator(nn.Module):
 
 class DCGANCritic(nn.Module):
     """``norm`` applies to every layer but the first (as in DCGAN); use ``none`` or ``layer`` with a gradient
-    penalty, since batch norm couples the samples the penalty treats independently."""
+    penalty, since batch norm couples the samples the penalty treats independently. ``bias=False`` removes
+    every convolution bias (the official WGAN code's DCGAN), as in :class:`DCGANGenerator`."""
 
     def __init__(self, data_shape: tuple[int, ...], width: int = 64, norm: str = "none",
-                 negative_slope: float = 0.2) -> None:
+                 negative_slope: float = 0.2, bias: bool = True) -> None:
         super().__init__()
         channels, base, stages = dcgan_layout(data_shape)
         widths = [width * 2 ** i for i in range(stages)]  # e.g. 64, 128, 256, 512 at 64 px
-        layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 4, 2, 1), nn.LeakyReLU(negative_slope, True)]
+        layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 4, 2, 1, bias=bias),
+                                   nn.LeakyReLU(negative_slope, True)]
         for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
-            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=norm == "none"), norm_layer(norm, c_out),
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=bias and norm == "none"), norm_layer(norm, c_out),
                        nn.LeakyReLU(negative_slope, True)]
-        layers.append(nn.Conv2d(widths[-1], 1, base, 1, 0))
+        layers.append(nn.Conv2d(widths[-1], 1, base, 1, 0, bias=bias))
         self.net = nn.Sequential(*layers)
         dcgan_init_(self)
 
