@@ -41,6 +41,7 @@ from callbacks.logging import PeriodicCallback, figure_to_array, image_dir, log_
 from callbacks.samples import isolated_rng
 
 METRICS = ("fid", "kid", "precision_recall", "prd", "memorization", "reconstruction_fid")
+SAMPLE_NORMALIZATIONS = ("none", "minmax")
 CACHE_ENV = "GENZOO_CACHE_DIR"
 
 
@@ -129,6 +130,20 @@ def extract(extractor: FeatureExtractor, batches: Iterable[torch.Tensor], value_
             pixels.append(quantised_pixels(x, value_range))
     return FeatureSet(torch.cat(features) if features else torch.empty(0, extractor.dim),
                       torch.cat(pixels) if keep_pixels and pixels else None)
+
+
+def normalized_samples(x: torch.Tensor, value_range: tuple[float, float], normalization: str) -> torch.Tensor:
+    """Model outputs as the metric sees them. ``minmax`` rescales each image on its own so that its minimum and
+    maximum (over all pixels and channels) span ``value_range``: FlexAE's FID code (``norm=True``) does this to
+    generated samples and reconstructions, not to real images. A constant image becomes the range's low end
+    (the authors' code would divide by zero)."""
+    if normalization == "none":
+        return x
+    low, high = value_range
+    flat = x.float().flatten(1)
+    lowest = flat.min(1, keepdim=True).values
+    spread = (flat.max(1, keepdim=True).values - lowest).clamp_min(torch.finfo(flat.dtype).tiny)
+    return ((flat - lowest) / spread * (high - low) + low).view(x.shape)
 
 
 def gather_feature_set(local: FeatureSet, total: int, collective: Collective) -> FeatureSet:
@@ -259,7 +274,9 @@ class Evaluator:
     (FlexAE's PMS in pixels and IMS in features; generated-to-train, train-to-train and test-to-train) and
     ``reconstruction_fid`` (FID of the model's reconstructions of the selected reference samples against those
     samples: FlexAE's protocol with ``reference_split="test"``; needs ``model.reconstruct``).
-    ``n_reference=None`` uses the whole split."""
+    ``n_reference=None`` uses the whole split. ``sample_normalization``: ``none``, or ``minmax`` (each generated
+    sample and reconstruction rescaled to the full value range on its own before feature extraction, real images
+    untouched: FlexAE's protocol; :func:`normalized_samples`)."""
 
     extractor: str = "inception"
     metrics: Sequence[str] = ("fid", "kid", "precision_recall", "prd")
@@ -270,8 +287,12 @@ class Evaluator:
     seed: int = 0
     cache_dir: str | Path | None = field(default_factory=default_cache_dir)
     options: MetricOptions = field(default_factory=MetricOptions)
+    sample_normalization: str = "none"
 
     def __post_init__(self) -> None:
+        if self.sample_normalization not in SAMPLE_NORMALIZATIONS:
+            raise ValueError(f"sample_normalization must be one of {SAMPLE_NORMALIZATIONS}, got "
+                             f"{self.sample_normalization!r}")
         unknown = sorted(set(self.metrics) - set(METRICS))
         if unknown or not self.metrics:
             raise ValueError(f"unknown or no metrics {unknown or list(self.metrics)}; choose from {list(METRICS)}")
@@ -330,8 +351,9 @@ class Evaluator:
         with isolated_rng(model.device):
             latents = model.sample_latents(self.n_samples, generator=torch.Generator().manual_seed(self.seed))
         mine = latents[collective.rank::collective.world_size]
-        batches = (model.generate(chunk) for chunk in mine.split(self.batch_size))
-        local = extract(extractor, batches, tuple(model.value_range), device, self.keeps_pixels)
+        value_range = tuple(model.value_range)
+        batches = (self.normalized(model.generate(chunk), value_range) for chunk in mine.split(self.batch_size))
+        local = extract(extractor, batches, value_range, device, self.keeps_pixels)
         return finite_gathered(local, self.n_samples, collective, "generated samples")
 
     def reconstructed_features(self, model: Any, datamodule: L.LightningDataModule, device: torch.device,
@@ -344,11 +366,18 @@ class Evaluator:
             collective.broadcast_buffers(model)
         dataset, indices = self.reference_indices(datamodule, self.reference_split)
         batches = self.shard_batches(datamodule, dataset, indices, collective)
+        value_range = tuple(model.value_range)
         with isolated_rng(model.device):
             local = extract(self.feature_extractor.to(device),
-                            (model.reconstruct(x.to(model.device)) for x in batches),
-                            tuple(model.value_range), device, keep_pixels=False)
+                            (self.normalized(model.reconstruct(x.to(model.device)), value_range) for x in batches),
+                            value_range, device, keep_pixels=False)
         return finite_gathered(local, len(indices), collective, "reconstructions")
+
+    def normalized(self, x: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
+        if self.sample_normalization != "none" and not all(math.isfinite(v) for v in value_range):
+            raise ValueError(f"sample_normalization={self.sample_normalization!r} rescales samples to the model's "
+                             f"value_range, which must be finite; got {value_range}")
+        return normalized_samples(x, value_range, self.sample_normalization)
 
     def reference_indices(self, datamodule: L.LightningDataModule, split: str) -> tuple[Dataset, list[int]]:
         dataset = split_dataset(datamodule, split)
@@ -394,7 +423,8 @@ class Evaluator:
         values: dict[str, float] = {}
         protocol: dict[str, Any] = {"extractor": self.feature_extractor.protocol(),
                                     "n_generated": len(fake.features), "reference_split": self.reference_split,
-                                    "n_reference": len(real.features), "seed": self.seed}
+                                    "n_reference": len(real.features), "seed": self.seed,
+                                    "sample_normalization": self.sample_normalization}
         prd_curve = None
         f, r = fake.features, real.features
         if "fid" in self.metrics:
@@ -459,6 +489,9 @@ class Evaluation(PeriodicCallback):
     ``train_missing_classifier``: with a ``classifier:<name>`` extractor whose checkpoint does not exist yet,
     train it on the run's datamodule at the start of fit (seconds for digits) instead of stopping.
 
+    ``sample_normalization="minmax"``: FlexAE's protocol, each generated sample and reconstruction min-max
+    rescaled on its own before feature extraction (see :class:`Evaluator`).
+
     Plots: the PRD curve and every metric over training (``<prefix>/prd_curve``, ``<prefix>/fid_curve``) go
     to image-capable loggers, or to PNGs when there are none; every event is appended to
     ``<log dir>/evaluation.jsonl``."""
@@ -471,12 +504,14 @@ class Evaluation(PeriodicCallback):
                  every_n_steps: int | None = None, every_n_epochs: int | None = 1, batch_size: int = 250,
                  seed: int = 0, cache_dir: str | None = None, prefix: str = "eval", plots: bool = True,
                  kid_subsets: int = 100, kid_subset_size: int = 1000, pr_k: int = 3, prd_clusters: int = 20,
-                 prd_angles: int = 1001, prd_runs: int = 10, train_missing_classifier: bool = False) -> None:
+                 prd_angles: int = 1001, prd_runs: int = 10, train_missing_classifier: bool = False,
+                 sample_normalization: str = "none") -> None:
         super().__init__(every_n_steps=every_n_steps, every_n_epochs=every_n_epochs)
         self.train_missing_classifier = train_missing_classifier
         options = MetricOptions(kid_subsets, kid_subset_size, pr_k, prd_clusters, prd_angles, prd_runs)
         self.evaluator = Evaluator(extractor, tuple(metrics), n_samples, reference_split, n_reference, batch_size,
-                                   seed, cache_dir if cache_dir is not None else default_cache_dir(), options)
+                                   seed, cache_dir if cache_dir is not None else default_cache_dir(), options,
+                                   sample_normalization=sample_normalization)
         self.prefix = prefix
         self.plots = plots
         self.history: list[dict[str, float]] = []

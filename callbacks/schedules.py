@@ -6,7 +6,7 @@ from __future__ import annotations
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from zoo.nets.octave import set_octave_beta
+from zoo.nets.octave import checked_beta, set_octave_beta
 
 BETA_SCHEDULES = ("constant", "ramp", "combination")
 
@@ -37,7 +37,8 @@ def octave_beta(schedule: str, epoch: int, epochs: int, beta_high: float = 1.0,
 class OctaveBetaSchedule(Callback):
     """Sets β_H/β_L on every octave block of the model (generator and critic alike, as the authors do) at the
     start of each epoch and logs them as ``train/beta_high``/``train/beta_low``. ``epochs`` defaults to the
-    trainer's ``max_epochs``."""
+    trainer's ``max_epochs``. This is the training β; a generator built with ``eval_beta`` samples with that
+    instead in eval mode (evaluation, sample grids)."""
 
     def __init__(self, schedule: str = "combination", epochs: int | None = None, beta_high: float = 1.0,
                  beta_low: float = 1.0) -> None:
@@ -45,6 +46,7 @@ class OctaveBetaSchedule(Callback):
             raise ValueError(f"schedule must be one of {BETA_SCHEDULES}, got {schedule!r}")
         if epochs is not None and epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
+        beta_high, beta_low = checked_beta((beta_high, beta_low), "OctaveBetaSchedule's (beta_high, beta_low)")
         self.schedule, self.epochs, self.beta_high, self.beta_low = schedule, epochs, beta_high, beta_low
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

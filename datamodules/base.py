@@ -13,7 +13,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -83,13 +83,21 @@ class ZooDataModule(L.LightningDataModule):
 
     Subclasses implement :meth:`build_datasets` (returning dict-sample datasets for train/val/test) and
     :attr:`data_shape`. ``value_range`` is the range models must generate in (images: ``(-1, 1)`` by default).
+
+    ``train_subset``: train on a fixed random subset of that many training samples (None: all), e.g. AE-OT's
+    25,000 CIFAR-10 / 10,000 CelebA images. The subset is a function of ``seed`` and the split alone, so every
+    rank and every resumed run sees the same images; validation and test splits are not touched.
     """
 
     def __init__(self, data_dir: str = "data", batch_size: int = 64, num_workers: int = 0, seed: int = 0,
-                 value_range: tuple[float, float] = (-1.0, 1.0)) -> None:
+                 value_range: tuple[float, float] = (-1.0, 1.0), train_subset: int | None = None) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if train_subset is not None and (isinstance(train_subset, bool) or not isinstance(train_subset, int)
+                                         or train_subset < 1):
+            raise ValueError(f"{type(self).__name__}: train_subset must be a count >= 1 or None (the whole "
+                             f"training split), got {train_subset!r}")
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
         if tuple(value_range) not in {(-1.0, 1.0), (0.0, 1.0)} and not self.arbitrary_value_range:
@@ -99,6 +107,7 @@ class ZooDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.value_range = (float(value_range[0]), float(value_range[1]))
+        self.train_subset = train_subset
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -114,11 +123,24 @@ class ZooDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
-            self.train_set, self.val_set, self.test_set = self.build_datasets()
+            train_set, self.val_set, self.test_set = self.build_datasets()
+            self.train_set = self.training_subset(train_set)
             if len(self.train_set) < self.batch_size:  # type: ignore[arg-type]
                 raise ValueError(
                     f"{type(self).__name__}: the training split has {len(self.train_set)} samples, fewer than "
                     f"batch_size={self.batch_size}")
+
+    def training_subset(self, train_set: Dataset) -> Dataset:
+        """``train_set`` itself, or its ``train_subset`` samples chosen by ``seed`` (kept in split order)."""
+        if self.train_subset is None:
+            return train_set
+        size = len(train_set)  # type: ignore[arg-type]
+        if self.train_subset > size:
+            raise ValueError(f"{type(self).__name__}: train_subset={self.train_subset} is larger than the training "
+                             f"split ({size} samples)")
+        # a generator of its own: the subset must not depend on (or move) the global RNG
+        order = torch.randperm(size, generator=torch.Generator().manual_seed(self.seed))
+        return Subset(train_set, order[: self.train_subset].sort().values.tolist())
 
     def _loader(self, dataset: Dataset, sampler=None, shuffle: bool = False, drop_last: bool = False) -> DataLoader:
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, shuffle=shuffle, drop_last=drop_last,

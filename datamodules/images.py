@@ -3,7 +3,8 @@
 Every image leaves its loader as float32 ``[C, H, W]`` in ``value_range`` (``(-1, 1)`` by default,
 ``(0, 1)`` on request); :class:`ToValueRange` is the one place that scaling happens. Validation sets are
 carved deterministically from the training split with ``seed`` (``val_size``: a count, or a fraction in
-(0, 1)), except for CelebA, which ships an official validation split.
+(0, 1)), except for CelebA, which ships an official validation split. Every one takes ``train_subset``
+(:class:`~datamodules.base.ZooDataModule`): train on a fixed seeded subset of the training split.
 
 Downloads go through torchvision (``download=True``); files already in ``data_dir`` are used without touching
 the network (the MNIST-family ``.gz`` originals are read in place, so a read-only folder works). When files are
@@ -145,9 +146,10 @@ class ImageDataModule(ZooDataModule):
     """Base of the image datamodules: the ``download`` flag and the tensor/value-range transform."""
 
     def __init__(self, data_dir: str = "data", batch_size: int = 64, num_workers: int = 0, seed: int = 0,
-                 value_range: tuple[float, float] = (-1.0, 1.0), download: bool = True) -> None:
+                 value_range: tuple[float, float] = (-1.0, 1.0), download: bool = True,
+                 train_subset: int | None = None) -> None:
         super().__init__(data_dir=data_dir, batch_size=batch_size, num_workers=num_workers, seed=seed,
-                         value_range=value_range)
+                         value_range=value_range, train_subset=train_subset)
         self.download = download
 
     def transform(self, pil_steps: Sequence[Callable] = ()) -> v2.Compose:
@@ -162,9 +164,10 @@ class TrainTestImageDataModule(ImageDataModule):
 
     def __init__(self, data_dir: str = "data", batch_size: int = 64, num_workers: int = 0, seed: int = 0,
                  value_range: tuple[float, float] = (-1.0, 1.0), download: bool = True,
-                 val_size: int | float = 5000, image_size: int | None = None) -> None:
+                 val_size: int | float = 5000, image_size: int | None = None,
+                 train_subset: int | None = None) -> None:
         super().__init__(data_dir=data_dir, batch_size=batch_size, num_workers=num_workers, seed=seed,
-                         value_range=value_range, download=download)
+                         value_range=value_range, download=download, train_subset=train_subset)
         validate_split_size(val_size, "val_size")
         validate_image_size(image_size)
         self.val_size = val_size
@@ -314,9 +317,15 @@ def celeba_pil_steps(crop: str, image_size: int) -> list[Callable]:
     return steps + resize_step(image_size)
 
 
+CELEBA_SPLITS = ("official", "all")
+
+
 class CelebA(ImageDataModule):
     """CelebA aligned faces with the official train (162,770) / valid (19,867) / test (19,962) partition,
     3 x image_size x image_size, no labels.
+
+    ``split="all"`` trains on all 202,599 images (OC-GAN's authors do); validation and test stay the official
+    partitions, so they then overlap the training set: scores on them measure fit, not generalisation.
 
     Files (torchvision layout): ``<data_dir>/celeba/img_align_celeba/*.jpg`` plus ``list_eval_partition.txt``,
     ``list_attr_celeba.txt``, ``identity_CelebA.txt``, ``list_bbox_celeba.txt`` and
@@ -325,13 +334,17 @@ class CelebA(ImageDataModule):
 
     def __init__(self, data_dir: str = "data", batch_size: int = 64, num_workers: int = 0, seed: int = 0,
                  value_range: tuple[float, float] = (-1.0, 1.0), download: bool = True, image_size: int = 64,
-                 crop: str = "2stage") -> None:
+                 crop: str = "2stage", split: str = "official", train_subset: int | None = None) -> None:
         super().__init__(data_dir=data_dir, batch_size=batch_size, num_workers=num_workers, seed=seed,
-                         value_range=value_range, download=download)
+                         value_range=value_range, download=download, train_subset=train_subset)
         validate_image_size(image_size)
         celeba_pil_steps(crop, image_size)  # validates crop now rather than at setup
+        if split not in CELEBA_SPLITS:
+            raise ValueError(f"CelebA: split must be one of {CELEBA_SPLITS} ('official': train on the 162,770 "
+                             f"training images; 'all': on all 202,599), got {split!r}")
         self.image_size = image_size
         self.crop = crop
+        self.split = split
 
     @property
     def data_shape(self) -> tuple[int, ...]:
@@ -359,7 +372,8 @@ class CelebA(ImageDataModule):
         self.load_split("train")
 
     def build_datasets(self) -> tuple[Dataset, Dataset | None, Dataset | None]:
-        return self.load_split("train"), self.load_split("valid"), self.load_split("test")
+        train = self.load_split("train" if self.split == "official" else "all")
+        return train, self.load_split("valid"), self.load_split("test")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -375,9 +389,10 @@ class ImageFolderDataModule(ImageDataModule):
 
     def __init__(self, root: str, batch_size: int = 64, num_workers: int = 0, seed: int = 0,
                  value_range: tuple[float, float] = (-1.0, 1.0), image_size: int = 64, crop: str = "center",
-                 channels: int = 3, val_size: int | float = 0.05, test_size: int | float = 0.05) -> None:
+                 channels: int = 3, val_size: int | float = 0.05, test_size: int | float = 0.05,
+                 train_subset: int | None = None) -> None:
         super().__init__(data_dir=root, batch_size=batch_size, num_workers=num_workers, seed=seed,
-                         value_range=value_range, download=False)
+                         value_range=value_range, download=False, train_subset=train_subset)
         validate_image_size(image_size)
         if crop not in ("center", "none"):
             raise ValueError(f"crop must be 'center' or 'none', got {crop!r}")
@@ -431,9 +446,10 @@ class Digits(ImageDataModule):
 
     def __init__(self, batch_size: int = 64, num_workers: int = 0, seed: int = 0,
                  value_range: tuple[float, float] = (-1.0, 1.0), image_size: int = 8,
-                 val_size: int | float = 150, test_size: int | float = 150) -> None:
+                 val_size: int | float = 150, test_size: int | float = 150,
+                 train_subset: int | None = None) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed, value_range=value_range,
-                         download=False)
+                         download=False, train_subset=train_subset)
         validate_image_size(image_size)
         validate_split_size(val_size, "val_size")
         validate_split_size(test_size, "test_size")

@@ -1,11 +1,14 @@
 """Training behaviour of the adversarial base through WGAN and WGAN-GP on tiny data."""
 
+import dataclasses
+
 import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from tests.helpers import PointsDataModule, quiet_trainer
+from zoo.adversarial import CriticSchedule
 from zoo.base import NonFiniteError
 from zoo.nets import DCGANCritic, MLPCritic, MLPGenerator
 from zoo.wgan import WGAN, WGANGP
@@ -48,6 +51,78 @@ def test_wgan_warmup_gives_100_critic_steps_first(tmp_path):
     model = WGAN((2,), (-2.0, 2.0), latent_dim=2)
     quiet_trainer(tmp_path, max_epochs=1, limit_train_batches=205).fit(model, dm)
     assert model.generator_step == 2 and model.critic_steps_in_cycle == 5
+
+
+def wgan_authors_critic_counts(generator_steps: int) -> list[int]:
+    """Critic updates before each generator step in the official WGAN ``main.py`` (one endless epoch):
+    ``Diters = 100 if gen_iterations < 25 or gen_iterations % 500 == 0 else 5``, gen_iterations counting the
+    generator steps already taken."""
+    return [100 if g < 25 or g % 500 == 0 else 5 for g in range(generator_steps)]
+
+
+def ocgan_authors_schedule(generator_steps: int) -> tuple[list[int], list[int]]:
+    """OC-GAN's ``train.py`` loop (one endless epoch): D is updated on every batch, n_critic is re-read on every
+    batch from the generator steps taken so far, and G is updated when ``batch_idx % n_critic == 0``. Returns,
+    for each generator step, the n_critic in force and the critic updates since the previous generator step."""
+    in_force, updates, g, batch_idx, since_last = [], [], 0, 0, 0
+    while g < generator_steps:
+        n_critic = 20 if g < 50 or (g + 1) % 500 == 0 else 5
+        since_last += 1
+        if batch_idx % n_critic == 0:
+            in_force.append(n_critic)
+            updates.append(since_last)
+            since_last, g = 0, g + 1
+        batch_idx += 1
+    return in_force, updates
+
+
+def long_phases(counts: list[int], long: int) -> list[int]:
+    return [g for g, count in enumerate(counts) if count == long]
+
+
+def test_warmup_long_phases_precede_the_generator_steps_each_authors_code_chooses():
+    steps = 1100
+    wgan = CriticSchedule(n_critic=5, warmup=True)  # WGAN's defaults: 100 critic updates, 25 steps, every 500
+    ours = [wgan.critic_steps(g) for g in range(steps)]
+    assert ours == wgan_authors_critic_counts(steps)
+    assert long_phases(ours, 100) == [*range(25), 500, 1000]
+
+    # OC-GAN's `(g_iter + 1) % 500 == 0`: the long phase precedes the 500th, 1000th, ... generator step
+    ocgan = CriticSchedule(n_critic=5, warmup=True, warmup_critic_steps=20, warmup_generator_steps=50,
+                           warmup_every_offset=1)
+    in_force, authors_updates = ocgan_authors_schedule(steps)
+    ours = [ocgan.critic_steps(g) for g in range(steps)]
+    assert long_phases(ours, 20) == long_phases(in_force, 20) == [*range(50), 499, 999]
+    assert ours == in_force
+    # WGAN's rule with OC-GAN's numbers comes one generator step late
+    late = dataclasses.replace(ocgan, warmup_every_offset=0)
+    assert long_phases([late.critic_steps(g) for g in range(steps)], 20) == [*range(50), 500, 1000]
+    # Not reproduced: the authors gate G on the epoch-local batch index, so their first generator step follows a
+    # single critic update and a periodic long phase ends at the next multiple of 20 batches (15 and 5 here,
+    # 5 to 20 depending on where the epoch boundaries fall); ours always give warmup_critic_steps.
+    assert authors_updates[0] == 1 and authors_updates[1:50] == [20] * 49
+    assert authors_updates[50:] == [5] * 449 + [15] + [5] * 600  # step 999 too: n_critic 20 in force, 5 updates
+
+
+def test_the_warmup_offset_decides_which_generator_steps_get_the_long_phase_in_training(tmp_path):
+    model = WGAN((2,), (-2.0, 2.0), latent_dim=2, n_critic=1, warmup_critic_steps=3, warmup_generator_steps=1,
+                 warmup_every=4, max_generator_steps=10)
+    model.schedule = dataclasses.replace(model.schedule, warmup_every_offset=1)
+    phases, update = [], model.update
+    model.update = lambda name, loss, terms=None: (phases.append(name), update(name, loss, terms))[1]
+    quiet_trainer(tmp_path, max_epochs=5).fit(model, PointsDataModule())
+    critic_updates = [len(run) for run in "".join("c" if p == "critic" else "|" for p in phases).split("|")[:-1]]
+    # long phases before generator step 0 (the first warmup_generator_steps) and steps 3, 7 ((g + 1) % 4 == 0)
+    assert critic_updates == [3, 1, 1, 3, 1, 1, 1, 3, 1, 1]
+
+
+def test_bad_warmup_offsets_are_clear_errors():
+    with pytest.raises(ValueError, match="warmup_every_offset must be in"):
+        CriticSchedule(warmup_every=500, warmup_every_offset=500)
+    with pytest.raises(ValueError, match="warmup_every_offset must be in"):
+        CriticSchedule(warmup_every_offset=-1)
+    with pytest.raises(ValueError, match="warmup_every_offset must be in"):
+        CriticSchedule(warmup_every=0, warmup_every_offset=1)
 
 
 def test_max_generator_steps_stops_training(tmp_path):

@@ -14,6 +14,7 @@ from callbacks import FreezeEncoder, SampleGrid, StepCheckpoint
 from datamodules import Digits, Grid25
 from tests.helpers import quiet_trainer
 from zoo.aeot import AEOT
+from zoo.nets import LucicInfoGANDecoder
 
 FAST_SOLVER = {"tolerance": 0.3, "max_steps": 400}
 AEOT_CONFIGS = [f"configs/aeot/{name}.yaml" for name in ("fashion_mnist", "cifar10", "celeba64", "digits", "grid25")]
@@ -66,6 +67,34 @@ def test_training_ends_with_a_fitted_map_and_a_checkpoint_that_samples(tmp_path)
     nearest = torch.cdist(codes, loaded.prior.targets).min(1).values
     spread = torch.cdist(loaded.prior.targets, loaded.prior.targets).median()
     assert (nearest < spread).all() and (nearest > 0).float().mean() > 0.9
+
+
+def test_the_ot_targets_are_the_codes_of_exactly_the_training_subset(tmp_path):
+    data = small_digits(train_subset=150)
+    model = small_model(transport_samples=None)
+    quiet_trainer(tmp_path, max_epochs=1, limit_train_batches=2).fit(model, data)
+    subset_images = torch.stack([data.train_set[i]["x"] for i in range(150)])
+    assert model.prior.solve_report["codes"] == 150
+    expected = torch.unique(model.encode(subset_images), dim=0)
+    torch.testing.assert_close(model.prior.targets, expected, rtol=0, atol=0)
+
+    # sub-sampling the subset's codes again works, but is named as the inconsistency it is
+    again = small_model(transport_samples=100)
+    again.trainer = SimpleNamespace(datamodule=data)  # what _training_set reads when fitting ends
+    with pytest.warns(UserWarning, match="train_subset=150 .* transport_samples=100"):
+        dataset = again._training_set()
+    again.trainer = None
+    again.fit_transport(dataset)
+    assert again.prior.solve_report["codes"] == 100
+
+
+def test_the_per_pair_rule_reaches_the_prior_and_samples_exactly_n():
+    model = small_model(pairing="per_pair", top_k=3, pair_pool=500, interpolation_weight=0.75)
+    assert (model.prior.pairing, model.prior.pair_pool) == ("per_pair", 500)
+    assert model.hparams.pairing == "per_pair"
+    codes = torch.randn(60, 8, generator=torch.Generator().manual_seed(0))
+    model.prior.fit(codes, **FAST_SOLVER)
+    assert model.generate(model.sample_latents(7, torch.Generator().manual_seed(1))).shape == (7, 1, 8, 8)
 
 
 def test_freeze_encoder_plateau_rule():
@@ -160,6 +189,43 @@ def test_bad_settings_are_named():
         small_model(transport_samples=0)
     with pytest.raises(ValueError, match="code_l1_weight"):
         small_model(code_l1_weight=-1.0)
+    with pytest.raises(ValueError, match="pairing must be one of"):
+        small_model(pairing="per_cell")
+
+
+# ------------------------------------------------------------------------------------------- the decoder
+
+@pytest.mark.parametrize(("shape", "value_range"), [((1, 28, 28), (0.0, 1.0)), ((3, 32, 32), (-1.0, 1.0)),
+                                                    ((3, 64, 64), (0.0, 1.0)), ((1, 8, 8), (0.0, 1.0))])
+def test_lucic_infogan_decoder_shapes_and_range(shape, value_range):
+    decoder = LucicInfoGANDecoder(16, shape, value_range)
+    out = decoder(10 * torch.randn(5, 16, generator=torch.Generator().manual_seed(0)))
+    assert out.shape == (5, *shape)
+    assert value_range[0] <= float(out.min()) and float(out.max()) <= value_range[1]
+    assert float(out.min()) < (value_range[0] + value_range[1]) / 2 < float(out.max())  # the range is used
+    side = shape[1] // 4
+    assert decoder.dense[3].out_features == 128 * side * side  # the dense layer keeps the side / 4 grid
+
+
+def test_lucic_infogan_decoder_parameters_by_hand():
+    # 28 px, 1 channel, latent 100: Dense(100, 1024) + BN(1024) + Dense(1024, 128·7·7) + BN(6272)
+    # + ConvT(128 -> 64, 4x4) + BN(64) + ConvT(64 -> 1, 4x4)
+    by_hand = ((100 * 1024 + 1024) + 2 * 1024 + (1024 * 6272 + 6272) + 2 * 6272
+               + (128 * 64 * 16 + 64) + 2 * 64 + (64 * 1 * 16 + 1))
+    decoder = LucicInfoGANDecoder(100, (1, 28, 28))
+    assert sum(p.numel() for p in decoder.parameters()) == by_hand == 6_679_105
+    convolutions = [m for m in decoder.modules() if isinstance(m, torch.nn.ConvTranspose2d | torch.nn.Conv2d)]
+    assert [(m.in_channels, m.out_channels, m.kernel_size, m.stride) for m in convolutions] == [
+        (128, 64, (4, 4), (2, 2)), (64, 1, (4, 4), (2, 2))]  # no third upsampling, no k3 output conv
+    weights = torch.cat([m.weight.flatten() for m in decoder.modules() if isinstance(m, torch.nn.Linear)])
+    assert float(weights.std()) == pytest.approx(0.02, rel=0.05)  # compare_gan's N(0, 0.02)
+    leaky = LucicInfoGANDecoder(100, (1, 28, 28), negative_slope=0.2)
+    assert any(isinstance(m, torch.nn.LeakyReLU) for m in leaky.modules())
+    assert not any(isinstance(m, torch.nn.LeakyReLU) for m in decoder.modules())
+    with pytest.raises(ValueError, match="multiple of 4"):
+        LucicInfoGANDecoder(100, (1, 30, 30))
+    with pytest.raises(ValueError, match="negative_slope"):
+        LucicInfoGANDecoder(100, (1, 28, 28), negative_slope=-1.0)
 
 
 # ------------------------------------------------------------------------------------------- configs / CLI
@@ -180,16 +246,26 @@ def test_every_aeot_config_trains_through_the_cli(config, tmp_path, monkeypatch)
     if not SHARED_DATA.exists() and ("fashion" in config or "cifar" in config):
         pytest.skip("shared data not found")
     monkeypatch.chdir(REPO)
+    name = config.split("/")[-1][:-5]
+    # configs that train on the paper's subset get a test-sized one (the whole 20-image fake CelebA split);
+    # the others sub-sample their OT targets to 64
+    train_subset = {"cifar10": 64, "celeba64": 20}.get(name)
+    fewer_targets = (["--data.init_args.train_subset", str(train_subset)] if train_subset else
+                     ["--model.init_args.transport_samples", "64"])
     if "grid25" in config:  # 100 targets (4 per mode) keep the solve short
         args = ["--config", config, *quick_args(tmp_path, steps=16), "--data.init_args.num_samples", "100",
                 "--data.init_args.batch_size", "100", "--model.init_args.solver", json.dumps(FAST_SOLVER)]
     else:
         data = data_args(config, tmp_path, monkeypatch) or ["--data.init_args.batch_size", "16"]  # digits
         args = ["--config", test_sized_config(config, tmp_path / "prepared"), *quick_args(tmp_path, steps=16), *data,
-                "--model.init_args.transport_samples", "64", "--model.init_args.solver", json.dumps(FAST_SOLVER)]
+                *fewer_targets, "--model.init_args.solver", json.dumps(FAST_SOLVER)]
     cli = run_cli(["fit", *args])
     model = cli.model
     assert model.prior.fitted and model.prior.solve_report["converged"]
+    if train_subset:
+        assert cli.datamodule.train_subset == len(cli.datamodule.train_set) == train_subset
+    if name != "grid25":
+        assert isinstance(model.decoder, LucicInfoGANDecoder)
     loaded = AEOT.load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     torch.testing.assert_close(loaded.prior.potential, model.prior.potential, rtol=0, atol=0)
     assert loaded.sample(3).shape[1:] == model.data_shape

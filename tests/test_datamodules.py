@@ -313,6 +313,67 @@ def test_ranks_get_disjoint_equal_shards():
 
 
 # ---------------------------------------------------------------------------------------------------------
+# training subsets (ZooDataModule.train_subset)
+
+
+def labels_of(dataset) -> list[int]:
+    return [int(dataset[i]["label"]) for i in range(len(dataset))]
+
+
+def test_a_train_subset_is_a_fixed_seeded_part_of_the_training_split():
+    full = Digits()
+    full.setup()
+    subset = Digits(train_subset=300)
+    subset.setup()
+    assert len(subset.train_set) == 300
+    # drawn from the training split only, in its order; validation and test untouched
+    chosen = list(subset.train_set.indices)
+    assert chosen == sorted(set(chosen)) and 0 <= chosen[0] and chosen[-1] < len(full.train_set)
+    assert all(torch.equal(subset.train_set[i]["x"], full.train_set[j]["x"]) for i, j in enumerate(chosen))
+    assert labels_of(subset.val_set) == labels_of(full.val_set)
+    assert labels_of(subset.test_set) == labels_of(full.test_set)
+    # a function of the seed alone: a second build (another rank, a resumed run) gets the same images
+    again = Digits(train_subset=300)
+    again.setup()
+    assert list(again.train_set.indices) == chosen
+    other = Digits(train_subset=300, seed=1)
+    other.setup()
+    assert list(other.train_set.indices) != chosen
+    assert Digits(train_subset=1497).training_subset(full.train_set).indices == list(range(1497))  # all of it
+
+
+def test_ranks_and_epochs_see_only_the_subset():
+    datamodule = Digits(batch_size=16, train_subset=200)
+    datamodule.setup()
+    images = {tuple(datamodule.train_set[i]["x"].flatten().tolist()) for i in range(200)}
+    seen = []
+    for rank in (0, 1):
+        datamodule.trainer = fake_trainer(world_size=2, rank=rank)
+        seen += [tuple(x.flatten().tolist()) for batch in datamodule.train_dataloader() for x in batch["x"]]
+    assert len(seen) == 2 * (100 // 16 * 16) and set(seen) <= images
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, True, "100"])
+def test_impossible_train_subsets_are_refused(value):
+    with pytest.raises(ValueError, match=f"Digits: train_subset must be a count >= 1 or None.*{value!r}"):
+        Digits(train_subset=value)
+
+
+def test_a_train_subset_larger_than_the_split_names_the_split_size():
+    with pytest.raises(ValueError, match=r"Digits: train_subset=1498 is larger than the training split \(1497"):
+        Digits(train_subset=1498).setup()
+
+
+def test_the_evaluation_cache_identity_follows_the_train_subset():
+    from callbacks.evaluation import datamodule_identity
+
+    plain, subset, other = Digits(), Digits(train_subset=300), Digits(train_subset=400)
+    assert "train_subset" not in datamodule_identity(plain)  # unchanged for runs without one
+    assert datamodule_identity(subset)["train_subset"] == 300
+    assert datamodule_identity(subset) != datamodule_identity(other) != datamodule_identity(plain)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # CelebA crops
 
 
@@ -376,6 +437,29 @@ def test_celeba_on_a_fake_tree(tmp_path, monkeypatch):
     expected = torch.as_tensor(position_coded_image()[45:173, 25:153], dtype=torch.float32).permute(2, 0, 1)
     torch.testing.assert_close(sample["x"] * 255, expected, atol=1e-3, rtol=0)
     assert first_batch(datamodule)["x"].shape == (2, 3, 128, 128)
+
+
+def test_celeba_split_all_trains_on_every_image(tmp_path, monkeypatch):
+    write_fake_celeba(tmp_path, partition=[0, 0, 0, 0, 1, 1, 2, 2, 2])
+    monkeypatch.setattr(torchvision.datasets.CelebA, "_check_integrity", lambda self: True)
+
+    def build(**kwargs) -> CelebA:
+        datamodule = CelebA(data_dir=str(tmp_path), image_size=16, batch_size=2, **kwargs)
+        datamodule.setup()
+        return datamodule
+
+    def files(dataset) -> list[str]:  # DictDataset(torchvision CelebA)
+        return list(dataset.dataset.filename)
+
+    official, everything = build(), build(split="all")
+    assert files(official.train_set) == [f"{i:06d}.jpg" for i in range(1, 5)]
+    assert files(everything.train_set) == [f"{i:06d}.jpg" for i in range(1, 10)]
+    # evaluation keeps the official partitions (which the training set then contains)
+    assert files(everything.val_set) == files(official.val_set) == ["000005.jpg", "000006.jpg"]
+    assert files(everything.test_set) == files(official.test_set) == ["000007.jpg", "000008.jpg", "000009.jpg"]
+    assert len(build(split="all", train_subset=5).train_set) == 5
+    with pytest.raises(ValueError, match="split must be one of .*'official', 'all'.*'train'"):
+        CelebA(split="train")
 
 
 # ---------------------------------------------------------------------------------------------------------

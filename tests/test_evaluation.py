@@ -4,6 +4,7 @@ DDP sharding, and the W&B history."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from benchmarks.evaluate import main as evaluate_checkpoint
 from callbacks import metrics as M
-from callbacks.evaluation import Evaluation, Evaluator, MetricOptions, subset_indices
+from callbacks.evaluation import Evaluation, Evaluator, MetricOptions, normalized_samples, subset_indices
 from callbacks.extractors import FeatureExtractor, build_extractor, register_extractor
 from callbacks.extractors.base import to_unit_range
 from tests.helpers import ImagesDataModule, SplitImages, prepared_config, quiet_trainer, wandb_run_contents
@@ -130,6 +131,61 @@ def test_bad_evaluation_settings_are_clear_errors(tmp_path):
     dm = ImagesDataModule()  # no test split
     with pytest.raises(ValueError, match="no 'test' split"):
         Evaluator("pixels", ("memorization",), n_samples=8, n_reference=8, cache_dir=None).evaluate(model_for(dm), dm)
+
+
+class ScaledImages:
+    """A stand-in model whose samples are given images times a constant, and whose reconstructions are its inputs
+    times the same constant."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, images: torch.Tensor, scale: float, value_range=(-1.0, 1.0)) -> None:
+        self.images, self.scale, self.value_range = images, scale, value_range
+
+    def sample_latents(self, n, generator=None):
+        return torch.arange(n)  # sample i is image i
+
+    def generate(self, indices):
+        return self.scale * self.images[indices]
+
+    def reconstruct(self, x):
+        return self.scale * x
+
+
+def test_minmax_sample_normalization_rescales_each_generated_image_and_leaves_real_ones(tmp_path):
+    """FlexAE's FID protocol: generated samples and reconstructions are min-max normalised image by image, real
+    images are not. A generator of the test images times 0.5 gets what the images themselves get after the
+    rescaling, computed here by hand."""
+    dm = SplitImages()
+    dm.setup()
+    images = torch.stack([dm.test_set[i]["x"] for i in range(len(dm.test_set))])
+
+    def evaluate(scale, normalization):
+        evaluator = Evaluator("pixels", ("fid", "reconstruction_fid"), n_samples=len(images), reference_split="test",
+                              n_reference=None, cache_dir=None, sample_normalization=normalization)
+        return evaluator.evaluate(ScaledImages(images, scale), dm)
+
+    lowest = images.amin(dim=(1, 2, 3), keepdim=True)
+    highest = images.amax(dim=(1, 2, 3), keepdim=True)
+    stretched = (images - lowest) / (highest - lowest) * 2 - 1  # each image spans [-1, 1]
+    pixels = build_extractor("pixels")
+    expected = M.frechet_distance(pixels(stretched, (-1.0, 1.0)), pixels(images, (-1.0, 1.0)))
+    halved = evaluate(0.5, "none")
+    normalized = evaluate(0.5, "minmax")
+    assert normalized.values["fid"] == pytest.approx(expected, rel=1e-5)
+    assert normalized.values["reconstruction_fid"] == pytest.approx(expected, rel=1e-5)
+    assert normalized.values["fid"] == pytest.approx(evaluate(1.0, "minmax").values["fid"], rel=1e-5)
+    assert halved.values["fid"] > 10 * expected  # unnormalised, the halved contrast is far from the data
+    assert normalized.protocol["sample_normalization"] == "minmax"
+    assert halved.protocol["sample_normalization"] == "none"
+    torch.testing.assert_close(normalized_samples(torch.full((1, 1, 2, 2), 0.3), (0.0, 1.0), "minmax"),
+                               torch.zeros(1, 1, 2, 2))  # a constant image: the low end, not a division by zero
+    assert Evaluation(extractor="pixels", sample_normalization="minmax").evaluator.sample_normalization == "minmax"
+    with pytest.raises(ValueError, match="sample_normalization must be one of"):
+        Evaluator("pixels", sample_normalization="zscore")
+    with pytest.raises(ValueError, match="value_range, which must be finite"):
+        Evaluator("pixels", ("fid",), n_samples=8, n_reference=8, cache_dir=None,
+                  sample_normalization="minmax").evaluate(ScaledImages(images, 1.0, (-math.inf, math.inf)), dm)
 
 
 def test_ddp_sharded_evaluation_equals_the_single_process_value(tmp_path):

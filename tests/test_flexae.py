@@ -3,6 +3,7 @@ prior's pull toward the codes, exact resume, the synthetic datamodule and bad in
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 
@@ -14,7 +15,7 @@ from torch import nn
 
 from datamodules import LatentManifold
 from tests.helpers import ImagesDataModule, PointsDataModule, quiet_trainer
-from zoo.autoencoder import paired
+from zoo.autoencoder import frozen_running_stats, paired
 from zoo.flexae import FlexAE, FlexAESR
 from zoo.losses import imq_mmd, reconstruction_sse
 from zoo.nets import InfoGANCritic, InfoGANDecoder, InfoGANEncoder, MLPCritic, MLPGenerator
@@ -86,6 +87,24 @@ def test_wae_latent_penalties():
     gan = WAE((1, 8, 8), latent_dim=4, regularizer="gan", adversary=lambda s: Linear([1.0, 0.0, 0.0, -1.0]))
     logits = codes[:, 0] - codes[:, 3]
     torch.testing.assert_close(gan.latent_penalty(codes, prior), nn.functional.softplus(-logits).mean())
+
+
+def test_the_wae_adversary_starts_as_the_wae_code_initialises_it():
+    """WAE's ops.linear: every adversary layer N(0, 0.01²) weights and zero biases; other MLPs keep their init."""
+    torch.manual_seed(0)
+    adversary = WAE((1, 8, 8), latent_dim=16, regularizer="gan").adversary
+    layers = [m for m in adversary.modules() if isinstance(m, nn.Linear)]
+    assert [layer.out_features for layer in layers] == [512] * 4 + [1]
+    for layer in layers[:-1]:  # 8k-262k weights each: the sample std is within a few percent of 0.01
+        assert layer.weight.std().item() == pytest.approx(0.01, rel=0.05)
+        assert abs(layer.weight.mean().item()) < 1e-3
+    assert layers[-1].weight.abs().max().item() < 0.05  # 512 weights, all within 5 sigma
+    assert all(torch.count_nonzero(layer.bias) == 0 for layer in layers)
+    default = MLPCritic((16,), width=512, depth=4).net[2]  # PyTorch's init: uniform(±1/sqrt(512)), non-zero biases
+    assert default.weight.std().item() == pytest.approx(1 / math.sqrt(3 * 512), rel=0.05)
+    assert torch.count_nonzero(default.bias) > 0
+    with pytest.raises(ValueError, match="init must be one of"):
+        MLPCritic((16,), init="normal")
 
 
 def test_flexae_terms_by_hand():
@@ -201,6 +220,60 @@ def test_the_learned_prior_moves_onto_the_codes(tmp_path):
     torch.testing.assert_close(model.encoder.weight, torch.eye(2))  # the frozen encoder stayed put
 
 
+# ------------------------------------------------------------------------ decoder batch-norm statistics
+
+def test_frozen_running_stats_keeps_batch_statistics_and_leaves_the_buffers_exactly():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    net(torch.randn(16, 3))  # running statistics away from their initial values
+    twin = copy.deepcopy(net)
+    before = {name: buffer.clone() for name, buffer in net.named_buffers()}
+    x = torch.randn(16, 3) * 5 + 2
+    with frozen_running_stats(net):
+        out = net(x)
+        out.square().sum().backward()
+    for name, buffer in net.named_buffers():
+        assert torch.equal(buffer, before[name]), name
+    torch.testing.assert_close(out, twin(x), rtol=0, atol=0)  # the same train-mode output (batch statistics)
+    assert net[0].weight.grad is not None and net[1].track_running_stats
+    assert int(twin[1].num_batches_tracked) == 2  # unfrozen, the same forward counts and moves them
+
+
+@pytest.mark.parametrize("cls, decodes_per_outer_step", [(FlexAESR, 3), (FlexAE, 2)])
+def test_decoder_running_statistics_mix_each_decoder_input_once_per_outer_step(cls, decodes_per_outer_step,
+                                                                               tmp_path):
+    """Frozen networks (learning rate 0), so only the decoder's batch-norm statistics change; a cumulative average
+    (momentum None) makes the running variance the plain mean of the batch variances it saw. The authors' graph
+    mixes codes (reconstruction), P-GEN samples and interpolations (SR) once each per update. Decoding
+    interpolations in every critic step too gave codes 1 and interpolations 6 of every 7 updates: eval-time
+    statistics far narrower than the codes and prior samples that generation decodes."""
+    torch.manual_seed(0)
+    frozen = functools.partial(torch.optim.SGD, lr=0.0)
+    decoder = nn.Sequential(identity_linear(2), nn.BatchNorm1d(2, momentum=None))
+    model = cls((2,), (-5.0, 5.0), latent_dim=2, encoder=lambda s, m: identity_linear(2),
+                decoder=lambda m, s, r: decoder, prior_network=lambda m_in, s, r: identity_linear(2),
+                latent_critic=lambda s: MLPCritic(s, 16, 1), image_critic=lambda s: MLPCritic(s, 16, 1),
+                max_outer_steps=20, **{f"{name}_optimizer": frozen for name in
+                                       ("autoencoder", "latent_critic", "image_critic", "smoothing", "prior",
+                                        "encoder")})
+    data = PointsDataModule(num_samples=2048, batch_size=256)
+    data.setup()
+    quiet_trainer(tmp_path, max_epochs=1000).fit(model, data)
+    assert model.outer_step == 20
+    batch_norm = model.decoder[1]
+    assert int(batch_norm.num_batches_tracked) == decodes_per_outer_step * 20
+    codes_variance = data.train_set.tensors["x"].var(0).mean().item()  # the identity encoder's codes (about 1/2)
+    prior_variance = 1.0  # the identity P-GEN's N(0, I) noise
+    interpolation_variance = 2 / 3 * codes_variance  # E[γ² + (1 − γ)²] = 2/3 for independent partners
+    if cls is FlexAESR:
+        expected = (codes_variance + prior_variance + interpolation_variance) / 3
+        old = (codes_variance + 6 * interpolation_variance) / 7
+        assert abs(expected - old) > 0.15
+    else:
+        expected = (codes_variance + prior_variance) / 2
+    assert batch_norm.running_var.mean().item() == pytest.approx(expected, abs=0.05)
+
+
 # ----------------------------------------------------------------------------------------------- resume
 
 def test_resume_restores_all_networks_optimizers_and_the_cycle(tmp_path):
@@ -311,6 +384,27 @@ def test_the_autoencoder_config_grid_is_complete():
 
     found = {p.relative_to(REPO).as_posix() for m in AE_METHODS for p in (REPO / "configs" / m).glob("*.yaml")}
     assert found == set(AE_CONFIGS)
+
+
+def test_the_wae_baselines_get_flexaes_budget_evaluation_cadence_and_fid_protocol():
+    """FlexAE's paper trains every method for the same number of iterations and evaluates them alike. Optimizer
+    steps per iteration: FlexAE 1 + 5 + 2, FlexAE-SR 1 + 5 x 2 + 3, WAE-GAN 2, WAE-MMD 1."""
+    import yaml
+
+    from tests.test_cli import REPO
+
+    steps_per_iteration = {"flexae": 8, "flexae_sr": 14, "wae_gan": 2, "wae_mmd": 1}
+    for data in AE_DATA:
+        configs = {m: yaml.safe_load((REPO / "configs" / m / f"{data}.yaml").read_text()) for m in AE_METHODS}
+        budgets = {m: c["model"]["init_args"]["max_outer_steps"] for m, c in configs.items()}
+        assert len(set(budgets.values())) == 1, f"{data}: {budgets}"
+        evaluations = {m: next(cb["init_args"] for cb in c["trainer"]["callbacks"]
+                               if cb["class_path"] == "callbacks.Evaluation") for m, c in configs.items()}
+        cadence = {m: e["every_n_steps"] / steps_per_iteration[m] for m, e in evaluations.items()}
+        assert len(set(cadence.values())) == 1, f"{data}: evaluation every {cadence} iterations"
+        assert {e["sample_normalization"] for e in evaluations.values()} == {"minmax"}
+        assert {c["trainer"]["max_epochs"] for c in configs.values()} == {-1}
+        assert configs["wae_gan"]["model"]["init_args"]["adversary"]["init_args"]["init"] == "normal_0.01"
 
 
 def test_sized_config(config: str, directory) -> str:

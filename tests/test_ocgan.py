@@ -1,8 +1,9 @@
-"""OC-GAN pieces: the β schedules, the octave generator/discriminator at 32/64/128 px, and the DCGAN/LSGAN
-objectives."""
+"""OC-GAN pieces: the β schedules and the evaluation β, the octave generator/discriminator at 32/64/128 px, and
+the DCGAN/LSGAN objectives."""
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from pathlib import Path
@@ -18,7 +19,7 @@ from zoo.cli import run_cli as cli_main
 from zoo.gan import DCGAN, LSGAN
 from zoo.losses import least_squares_critic_loss, nonsaturating_critic_loss, nonsaturating_generator_loss
 from zoo.nets import OCGANCritic, OCGANGenerator
-from zoo.nets.octave import OctaveNormAct
+from zoo.nets.octave import OctaveNormAct, set_octave_beta
 
 
 def test_combination_schedule_is_the_authors_curve():
@@ -92,6 +93,84 @@ def test_octave_gan_trains_with_the_beta_schedule(cls, tmp_path):
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+def octave_blocks(net: torch.nn.Module) -> list[OctaveNormAct]:
+    return [m for m in net.modules() if isinstance(m, OctaveNormAct)]
+
+
+def with_fixed_beta(generator: torch.nn.Module, beta_high: float, beta_low: float) -> torch.nn.Module:
+    """A copy of ``generator`` that uses (beta_high, beta_low) in both modes: no evaluation β."""
+    twin = copy.deepcopy(generator)
+    for block in octave_blocks(twin):
+        block.has_eval_beta = False
+    set_octave_beta(twin, beta_high, beta_low)
+    return twin
+
+
+def test_the_generator_samples_with_the_eval_beta_in_eval_mode_and_trains_with_the_schedules():
+    torch.manual_seed(0)
+    generator = OCGANGenerator(16, (1, 32, 32), width=8, eval_beta=(0.7, 0.3))
+    set_octave_beta(generator, 0.22, 0.78)  # what the combination schedule sets after epoch 1 of 50
+    assert all((float(b.beta_high), float(b.beta_low)) == pytest.approx((0.22, 0.78)) and
+               (float(b.eval_beta_high), float(b.eval_beta_low)) == pytest.approx((0.7, 0.3))
+               for b in octave_blocks(generator))
+    z = torch.randn(8, 16)
+    generator.eval()
+    with torch.no_grad():
+        evaluated = generator(z)
+        torch.testing.assert_close(evaluated, with_fixed_beta(generator, 0.7, 0.3).eval()(z))
+        assert not torch.allclose(evaluated, with_fixed_beta(generator, 0.22, 0.78).eval()(z), atol=1e-4)
+    generator.train()
+    twin = with_fixed_beta(generator, 0.22, 0.78).train()  # same weights and running statistics
+    trained = generator(z)
+    torch.testing.assert_close(trained, twin(z))
+    trained.mean().backward()  # training passes keep their graph through the schedule's β
+    assert all(p.grad is not None for p in generator.parameters())
+    # without eval_beta, eval mode keeps the training β (the earlier behaviour)
+    plain = OCGANGenerator(16, (1, 32, 32), width=8)
+    assert not any(b.has_eval_beta for b in octave_blocks(plain))
+    assert not any("eval_beta" in k for k in plain.state_dict())
+
+
+def test_the_eval_beta_survives_a_checkpoint_and_drives_generate(tmp_path):
+    torch.manual_seed(0)
+    make = functools.partial(DCGAN, data_shape=(1, 32, 32), latent_dim=16,
+                             generator=functools.partial(OCGANGenerator, width=8, eval_beta=(0.7, 0.3)),
+                             critic=functools.partial(OCGANCritic, width=8))
+    model = make()
+    loader = torch.utils.data.DataLoader(Blobs(), batch_size=16, drop_last=True)
+    trainer = quiet_trainer(tmp_path, max_epochs=1, limit_train_batches=1,
+                            callbacks=[OctaveBetaSchedule("combination", epochs=50)])
+    trainer.fit(model, loader)
+    assert {round(float(b.beta_high), 6) for b in octave_blocks(model)} == {0.22}  # training β, G and D
+    z = torch.randn(6, 16)
+    samples = model.generate(z)  # what the Evaluation and SampleGrid callbacks call
+    torch.testing.assert_close(samples, with_fixed_beta(model.generator, 0.7, 0.3).eval()(z))
+    assert model.generator.training  # generate restored train mode
+
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = make()
+    assert not torch.allclose(loaded.generate(z), samples, atol=1e-4)
+    loaded.load_state_dict(torch.load(path, weights_only=False)["state_dict"])  # hparams hold partials
+    torch.testing.assert_close(loaded.generate(z), samples)
+    assert all((float(b.beta_high), float(b.eval_beta_high)) == pytest.approx((0.22, 0.7))
+               for b in octave_blocks(loaded.generator))
+
+
+@pytest.mark.parametrize("eval_beta, message", [
+    ((0.7,), "two numbers"), ((0.7, 0.3, 0.0), "two numbers"), ("0.7", "two numbers"), (0.7, "two numbers"),
+    (("high", 0.3), "two numbers"), ((0.7, -0.3), ">= 0"), ((float("nan"), 0.3), "finite"),
+])
+def test_bad_eval_betas_are_clear_errors(eval_beta, message):
+    with pytest.raises(ValueError, match=f"eval_beta must be .*{message}"):
+        OCGANGenerator(16, (1, 32, 32), width=8, eval_beta=eval_beta)
+
+
+def test_bad_constant_betas_are_clear_errors():
+    with pytest.raises(ValueError, match="beta_high, beta_low.*>= 0"):
+        OctaveBetaSchedule("constant", beta_high=-1.0)
+
+
 OCGAN_CONFIGS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "configs" / "ocgan").glob("*.yaml"))
 
 
@@ -118,9 +197,16 @@ def test_every_ocgan_config_trains_through_the_cli(config, tmp_path, monkeypatch
                     *data])
     model = cli.model
     assert cli.trainer.global_step == 8
+    if "celeba" in config:  # the authors train on every image: here the fake set's 20 + 2 + 20
+        assert cli.datamodule.split == "all" and len(cli.datamodule.train_set) == 42
     assert all(torch.isfinite(p).all() for p in model.parameters())
     betas = {round(float(m.beta_high), 6) for m in model.modules() if isinstance(m, OctaveNormAct)}
     assert betas == ({0.7} if "octave" in config else {1.0})  # combination schedule after 1 of 1 epochs
+    eval_betas = {(round(float(m.eval_beta_high), 6), round(float(m.eval_beta_low), 6))
+                  for m in octave_blocks(model.generator) if m.has_eval_beta}
+    assert eval_betas == ({(0.7, 0.3)} if "octave" in config else set())  # the authors' test-time β
+    if "wgan" in config:  # the authors' periodic long critic phases precede steps 499, 999, ...
+        assert model.schedule.warmup_every_offset == 1 and model.schedule.critic_steps(499) == 20
     assert json.loads((tmp_path / "evaluation.jsonl").read_text().splitlines()[-1])["fid"] >= 0
 
 

@@ -107,6 +107,21 @@ def test_beta_weighting_scales_each_branch():
     assert isinstance(normed.norm_high, nn.BatchNorm2d) and normed.norm_low.num_features == 4
 
 
+def test_eval_beta_weights_the_branches_in_eval_mode_only():
+    block = OctaveNormAct(8, 0.5, norm=False, activation=nn.Identity(), eval_beta=(0.7, 0.3))
+    x_high, x_low = pair(2, 8, 0.5, 4)
+    assert set_octave_beta(block, 0.2, 0.8) == 1  # the schedule sets the training β only
+    y_high, y_low = block((x_high, x_low))
+    torch.testing.assert_close(y_high, 0.2 * x_high)
+    torch.testing.assert_close(y_low, 0.8 * x_low)
+    y_high, y_low = block.eval()((x_high, x_low))
+    torch.testing.assert_close(y_high, 0.7 * x_high)
+    torch.testing.assert_close(y_low, 0.3 * x_low)
+    state = block.state_dict()
+    assert (float(state["eval_beta_high"]), float(state["eval_beta_low"])) == pytest.approx((0.7, 0.3))
+    assert float(state["beta_high"]) == pytest.approx(0.2)
+
+
 def test_bad_octave_settings_are_clear_errors():
     with pytest.raises(ValueError, match="leaves the low-frequency branch of 1 channels empty"):
         OctaveConv2d(1, 8, alpha_in=0.5)

@@ -13,7 +13,17 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.quasirandom import SobolEngine
 
-from zoo.ot import ScoreTable, SemiDiscreteOT, UniformBox, _choose_block, extended_codes, plane_angles, top_cells
+from zoo.ot import (
+    ScoreTable,
+    SemiDiscreteOT,
+    UniformBox,
+    _choose_block,
+    accepted_pairs,
+    extended_codes,
+    pair_codes,
+    plane_angles,
+    top_cells,
+)
 from zoo.priors import TransportPrior
 
 F64 = torch.float64
@@ -499,6 +509,85 @@ def test_transport_prior_merges_duplicate_codes():
     points = UniformBox(2).sample(20000, torch.Generator().manual_seed(0))
     share = float((prior.transport(points) == torch.tensor([1.0, 0.0])).all(1).float().mean())
     assert share == pytest.approx(0.6, abs=0.05)
+
+
+# ---- the per-pair rule (the authors' gen_P) ----------------------------------------------------------------
+def test_accepted_pairs_are_the_distinct_pairs_within_the_threshold(solved_clusters):
+    codes, cluster, h = solved_clusters
+    points = UniformBox(2).sample(4000, torch.Generator().manual_seed(0), dtype=F64)
+    pairs = accepted_pairs(points, codes, h, top_k=3, angle_threshold=1.0, chunk_size=512)
+    # by hand: own cell with each of its two runner-ups, kept when both lie in one cluster (the threshold 1.0
+    # separates the clusters' angles, see test_extended_codes_stay_inside_the_modes), unordered, deduplicated
+    ranked = top_cells(points, codes, h, 3).tolist()
+    expected = {(min(r[0], r[k]), max(r[0], r[k])) for r in ranked for k in (1, 2)
+                if bool(cluster[r[0]]) == bool(cluster[r[k]])}
+    assert {tuple(pair) for pair in pairs.tolist()} == expected
+    assert len(pairs) == len(expected) and bool((pairs[:, 0] < pairs[:, 1]).all())
+    assert pairs.tolist() == sorted(pairs.tolist())
+    assert len(expected) < len({(min(r[0], r[k]), max(r[0], r[k])) for r in ranked for k in (1, 2)})  # some rejected
+    assert len(accepted_pairs(points, codes, h, top_k=3, angle_threshold=0.0)) == 0
+    with pytest.raises(ValueError, match="top_k >= 2"):
+        accepted_pairs(points, codes, h, top_k=1)
+
+
+def test_pair_codes_lie_on_their_segments():
+    targets = torch.tensor([[0.0, 0.0], [4.0, 0.0], [0.0, 2.0]])
+    pairs = torch.tensor([[0, 1], [0, 2], [1, 2]])
+    fixed = pair_codes(pairs, targets, weight=0.75)  # demo2: 0.75 toward the larger index
+    torch.testing.assert_close(fixed, torch.tensor([[3.0, 0.0], [0.0, 1.5], [1.0, 1.5]]), rtol=0, atol=0)
+    uniform = pair_codes(pairs.repeat(100, 1), targets, generator=torch.Generator().manual_seed(0))
+    first, second = targets[pairs.repeat(100, 1)].unbind(1)
+    t = (uniform - first).norm(dim=1) / (second - first).norm(dim=1)
+    torch.testing.assert_close(uniform, first + t[:, None] * (second - first))  # on the segment
+    assert bool(((t > 0) & (t < 1)).all()) and float(t.std()) > 0.2
+    with pytest.raises(ValueError, match="weight"):
+        pair_codes(pairs, targets, weight=-0.5)
+
+
+def per_pair_prior(codes: torch.Tensor, h: torch.Tensor, pool: int = 3000) -> TransportPrior:
+    prior = TransportPrior(2, top_k=3, angle_threshold=1.0, weight=0.75, pairing="per_pair", pair_pool=pool)
+    prior.targets, prior.potential = codes.float(), h.float()  # the solved map, without solving again
+    return prior
+
+
+def test_the_per_pair_rule_returns_n_samples_spread_over_the_distinct_pairs(solved_clusters):
+    codes, _, h = solved_clusters
+    prior = per_pair_prior(codes, h)
+    # the pool is the first draw from the generator: the same pairs can be found here
+    pool = prior.box.sample(3000, torch.Generator().manual_seed(3))
+    pairs = accepted_pairs(pool, prior.targets, prior.potential, top_k=3, angle_threshold=1.0)
+    candidates = pair_codes(pairs, prior.targets, weight=0.75)  # one code per pair (fixed weight)
+
+    def pairs_used(samples: torch.Tensor) -> torch.Tensor:
+        match = (samples[:, None] - candidates[None]).abs().amax(-1) < 1e-5  # (cdist's mm path is too coarse)
+        assert bool((match.sum(1) == 1).all())  # every sample is 0.25·y_i + 0.75·y_j of one accepted pair
+        return match.float().argmax(1)
+
+    for n in (len(pairs) // 2, len(pairs)):  # at most as many samples as pairs: every sample a different pair
+        samples = prior.sample(n, torch.Generator().manual_seed(3))
+        assert samples.shape == (n, 2)
+        assert len(torch.unique(pairs_used(samples))) == n
+    # exactly the pool's pairs, each once: a pair found by a sliver of the box is as likely as a wide one
+    assert set(pairs_used(samples).tolist()) == set(range(len(pairs)))
+    many = prior.sample(2 * len(pairs) + 3, torch.Generator().manual_seed(3))
+    counts = torch.bincount(pairs_used(many), minlength=len(pairs))
+    assert len(many) == 2 * len(pairs) + 3 and int(counts.min()) == 2 and int(counts.max()) == 3
+    assert torch.equal(prior.sample(50, torch.Generator().manual_seed(4)),
+                       prior.sample(50, torch.Generator().manual_seed(4)))
+    assert prior.sample(0).shape == (0, 2)
+
+
+def test_the_per_pair_rule_refuses_impossible_settings(solved_clusters):
+    with pytest.raises(ValueError, match="pairing must be one of"):
+        TransportPrior(2, pairing="per_cell")
+    for settings in ({"top_k": 1}, {"unpaired": "code"}, {"pair_pool": 0}):
+        with pytest.raises(ValueError, match="per_pair"):
+            TransportPrior(2, pairing="per_pair", **settings)
+    codes, _, h = solved_clusters
+    prior = per_pair_prior(codes, h)
+    prior.angle_threshold = 0.0  # distinct codes never have parallel planes
+    with pytest.raises(RuntimeError, match="found a pair"):
+        prior.sample(5)
 
 
 # ---- two processes -----------------------------------------------------------------------------------------

@@ -31,8 +31,13 @@ class CriticSchedule:
     """How many critic updates precede each generator update.
 
     With ``warmup`` (WGAN's official code, omitted from the paper) the critic gets ``warmup_critic_steps``
-    updates before each of the first ``warmup_generator_steps`` generator steps and before every
-    ``warmup_every``-th one; ``n_critic`` otherwise.
+    updates before generator step g (0-based: the number of generator steps already taken) when
+    ``g < warmup_generator_steps`` or ``(g + warmup_every_offset) % warmup_every == 0``; ``n_critic``
+    otherwise. The two authors' codes differ by one step in the periodic phase:
+
+    - WGAN (``main.py``: ``gen_iterations < 25 or gen_iterations % 500 == 0``): offset 0, the long phases
+      precede steps 0–24, 500, 1000, ...;
+    - OC-GAN (``train.py``: ``g_iter < 50 or (g_iter + 1) % 500 == 0``): offset 1, steps 0–49, 499, 999, ...
     """
 
     n_critic: int = 5
@@ -40,6 +45,7 @@ class CriticSchedule:
     warmup_critic_steps: int = 100
     warmup_generator_steps: int = 25
     warmup_every: int = 500
+    warmup_every_offset: int = 0
 
     def __post_init__(self) -> None:
         if self.n_critic < 1 or self.warmup_critic_steps < 1:
@@ -47,10 +53,15 @@ class CriticSchedule:
                              f"{self.warmup_critic_steps}")
         if self.warmup_generator_steps < 0 or self.warmup_every < 0:
             raise ValueError("warmup_generator_steps and warmup_every must be >= 0")
+        if self.warmup_every_offset < 0 or (self.warmup_every_offset > 0
+                                            and self.warmup_every_offset >= self.warmup_every):
+            raise ValueError(f"warmup_every_offset must be in [0, warmup_every) (0 when warmup_every is 0), got "
+                             f"{self.warmup_every_offset} with warmup_every {self.warmup_every}")
 
     def critic_steps(self, generator_step: int) -> int:
         if self.warmup and (generator_step < self.warmup_generator_steps
-                            or (self.warmup_every > 0 and generator_step % self.warmup_every == 0)):
+                            or (self.warmup_every > 0
+                                and (generator_step + self.warmup_every_offset) % self.warmup_every == 0)):
             return self.warmup_critic_steps
         return self.n_critic
 

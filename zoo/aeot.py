@@ -12,6 +12,10 @@ Training, as in the paper (§6.1) and the authors' ``demo2.py``:
    :class:`zoo.ot.SemiDiscreteOT`), before the final checkpoint is written, so ``sample(n)`` works right after
    ``load_from_checkpoint``.
 
+The paper trains the whole model on 25,000 CIFAR-10 and 10,000 CelebA images: the datamodule's
+``train_subset`` gives that, and the OT targets are then the codes of exactly the images the autoencoder was
+trained on. ``transport_samples`` instead sub-samples the targets alone (the autoencoder sees everything).
+
 ``autoencoder=False`` skips 1-2 (identity encoder and decoder): OT straight from the box to the data, the
 paper's 2-D grid experiment (§6.3).
 """
@@ -25,7 +29,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from torch.nn import functional as F
 
@@ -47,8 +51,9 @@ class AEOT(AutoencoderModel):
                  decoder: GeneratorFactory | None = None, optimizer: OptimizerFactory | None = None,
                  code_l1_weight: float = 0.0, box: tuple[float, float] = (-0.5, 0.5), top_k: int = 2,
                  angle_threshold: float = 0.75, interpolation_weight: float | None = None,
-                 unpaired: str = "redraw", solver: dict[str, Any] | None = None,
-                 transport_samples: int | None = None, max_outer_steps: int | None = None) -> None:
+                 unpaired: str = "redraw", pairing: str = "per_source", pair_pool: int = 20_000,
+                 solver: dict[str, Any] | None = None, transport_samples: int | None = None,
+                 max_outer_steps: int | None = None) -> None:
         data_shape = tuple(data_shape)
         if not autoencoder:
             if data_shape != (latent_dim,):
@@ -65,7 +70,8 @@ class AEOT(AutoencoderModel):
         unknown = sorted(set(solver or {}) - set(SOLVER_SETTINGS))
         if unknown:
             raise ValueError(f"unknown OT solver settings {unknown}; known: {list(SOLVER_SETTINGS)}")
-        prior = TransportPrior(latent_dim, box[0], box[1], top_k, angle_threshold, interpolation_weight, unpaired)
+        prior = TransportPrior(latent_dim, box[0], box[1], top_k, angle_threshold, interpolation_weight, unpaired,
+                               pairing, pair_pool)
         super().__init__(data_shape, value_range, latent_dim, encoder_net, decoder_net, prior, 1.0, max_outer_steps)
         self.has_autoencoder = bool(autoencoder)
         self.code_l1_weight = float(code_l1_weight)
@@ -157,11 +163,17 @@ class AEOT(AutoencoderModel):
                            "checkpoint, save this model to keep it")
 
     def _training_set(self):
-        dataset = getattr(getattr(self.trainer, "datamodule", None), "train_set", None)
+        datamodule = getattr(self.trainer, "datamodule", None)
+        dataset = getattr(datamodule, "train_set", None)
         if dataset is None:
             raise RuntimeError("AEOT solves its transport map on the training set of a zoo datamodule "
                                "(trainer.fit(model, datamodule=...)); with bare dataloaders call "
                                "model.fit_transport(dataset) yourself")
+        train_subset = getattr(datamodule, "train_subset", None)
+        if train_subset is not None and self.transport_samples is not None and self.transport_samples < len(dataset):
+            rank_zero_warn(f"AEOT: the datamodule trains on train_subset={train_subset} images and "
+                           f"transport_samples={self.transport_samples} sub-samples their codes again, so the OT "
+                           f"targets are not every training image's code; set only one of the two")
         return dataset
 
     def _solver_checkpoint(self) -> str:

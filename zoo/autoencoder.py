@@ -7,6 +7,8 @@ API beyond :class:`~zoo.base.GenerativeModel`'s: ``encode(x)``, ``decode(z)``, `
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -127,3 +129,21 @@ def paired(codes: torch.Tensor) -> torch.Tensor:
     independent batch; pairing within one batch gives pairs of independent samples at half the encoding cost."""
     return codes.roll(1, dims=0)
 
+
+@contextlib.contextmanager
+def frozen_running_stats(module: nn.Module) -> Iterator[None]:
+    """Batch-norm layers in ``module`` still normalise with batch statistics in train mode (the forward pass and
+    its gradients are unchanged) but leave their running statistics and ``num_batches_tracked`` untouched.
+
+    Exact: with ``track_running_stats`` off, PyTorch's batch norm does not pass the buffers to the kernel in train
+    mode, so nothing is blended in (``momentum=0`` would still count the batch and turn NaN statistics into
+    NaN buffers). Eval-mode forwards inside read the running statistics as usual."""
+    layers = [m for m in module.modules()
+              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    for layer in layers:
+        layer.track_running_stats = False
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.track_running_stats = True

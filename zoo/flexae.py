@@ -18,6 +18,15 @@ smoothing, P-GEN and encoder updates on the last critic batch. In Lightning term
 ``n_critic + 1`` training steps (batches); ``max_outer_steps`` counts outer steps, the paper's iterations.
 Interpolation partners are the next sample of the same shuffled batch (the authors draw a second batch).
 
+Decoder batch-norm running statistics (what eval-mode generation normalises with) follow the authors' TF graph,
+where every trainer run updates the moving averages of each decoder instantiation once: reconstruction, P-GEN
+samples and (SR) interpolations mix 1:1:1. Here each outer step updates them once from each: the reconstruction
+step, a statistics-only decode of the last critic step's prior codes, and the smoothing step; the no-grad decodes
+of interpolations for the image critic keep batch statistics but leave the running ones alone. (Decoding those
+too made interpolations, whose codes have about 2/3 of the codes' variance, 6/7 of the mix.) The TF averages
+take 14 such triples per outer step (one per trainer run), ours one, so ours average over more outer steps; the
+mix, which sets the statistics, is the same.
+
 ``learned_prior=False`` keeps N(0, I) with the same latent critic: the WGAN-GP "WAE" of the paper's Table 3
 (an AAE with a Wasserstein adversary), differing from FlexAE in the prior alone.
 """
@@ -30,7 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.autoencoder import AutoencoderModel, paired
+from zoo.autoencoder import AutoencoderModel, frozen_running_stats, paired
 from zoo.losses import gradient_penalty, mix, wasserstein_critic_loss, wasserstein_generator_loss
 from zoo.nets import InfoGANCritic, MLPCritic, default_decoder, default_encoder
 from zoo.priors import GaussianPrior, LearnedPrior
@@ -144,9 +153,12 @@ class FlexAE(AutoencoderModel):
         n = len(x)
         uniform = lambda: self.rand(n, generator=generator)  # noqa: E731
         noise = self.prior.noise(n, generator) if self.learned_prior else None
+        x_inp = None
         with torch.no_grad():
             codes, prior_codes = self.encoder(x), self.prior_codes(noise, n, generator)
-            x_inp = self.interpolations(codes, uniform()) if self.smoothing else None
+            if self.smoothing:
+                with frozen_running_stats(self.decoder):  # the smoothing step updates them for interpolations
+                    x_inp = self.interpolations(codes, uniform())
         with self.training_phase("latent_critic"):
             terms = self.critic_terms(self.latent_critic, codes, prior_codes, uniform())
             self.update("latent_critic", terms["loss"], {"latent_wasserstein": terms["wasserstein"],
@@ -159,6 +171,8 @@ class FlexAE(AutoencoderModel):
         if position < self.n_critic:
             return False
         # the generator side reuses the last critic batch and noise, as the authors' code does
+        with torch.no_grad():  # running statistics only: the P-GEN share of the authors' mix (module docstring)
+            self.decoder(prior_codes)
         if self.smoothing:
             with self.training_phase("smoothing"):
                 self.update("smoothing", self.smoothing_loss(x, uniform()))

@@ -11,10 +11,11 @@ block-wise (a vectorised max over blocks of targets, then an argmax inside the w
 little beside the matrix product. With ``torch.distributed`` initialised every rank scores its share of the
 same point set and the counts are all-reduced, so the estimate equals a single process using all the points.
 
-Generation (:func:`extended_codes`): the authors' singularity-aware extension of T (pyOMT demo1/demo2): a
-source point's top-k cells give pairs (own cell, runner-up); a pair whose supporting planes meet at a
-dihedral angle above a threshold straddles the singular set (the gap between data modes) and is rejected; an
-accepted pair yields a point on the segment between the two codes.
+Generation: the authors' singularity-aware extension of T (pyOMT demo1/demo2): a source point's top-k cells
+give pairs (own cell, runner-up); a pair whose supporting planes meet at a dihedral angle above a threshold
+straddles the singular set (the gap between data modes) and is rejected; an accepted pair yields a point on
+the segment between the two codes. :func:`extended_codes` gives one code per source point (its best accepted
+pair); :func:`accepted_pairs` and :func:`pair_codes` give the authors' one code per distinct accepted pair.
 """
 
 from __future__ import annotations
@@ -451,3 +452,36 @@ def extended_codes(points: torch.Tensor, targets: torch.Tensor, potential: torch
         t = torch.full((len(points), 1), float(weight), dtype=own.dtype, device=own.device)
     t = torch.where(accepted.unsqueeze(1), t, torch.zeros_like(t))
     return own + t * (partner - own), accepted
+
+
+@torch.no_grad()
+def accepted_pairs(points: torch.Tensor, targets: torch.Tensor, potential: torch.Tensor, top_k: int = 2,
+                   angle_threshold: float = 0.75, chunk_size: int = 4096) -> torch.Tensor:
+    """The distinct pairs of cells that source ``points`` accept, as rows (i, j) with i < j, sorted: each
+    point's own cell paired with every runner-up among its ``top_k`` cells whose dihedral angle is at most
+    ``angle_threshold``. This is the authors' ``gen_P`` candidate set: demo1 (top-2, the adjacent pairs) and
+    demo2 (top-20). A pair is unordered: demo2 sorts it, and its weight then goes toward the larger index."""
+    if top_k < 2:
+        raise ValueError(f"pairs need top_k >= 2 (own cell and a runner-up), got {top_k}")
+    ranked = top_cells(points, targets, potential, top_k)
+    found = [torch.zeros(0, 2, dtype=torch.long, device=targets.device)]
+    for chunk in ranked.split(chunk_size):  # the gathered codes are chunk x (k - 1) x d
+        own, runners = chunk[:, :1].expand(-1, chunk.shape[1] - 1), chunk[:, 1:]
+        ok = plane_angles(targets[own], targets[runners]) <= angle_threshold
+        found.append(torch.stack([torch.minimum(own, runners)[ok], torch.maximum(own, runners)[ok]], dim=1))
+    return torch.unique(torch.cat(found), dim=0)
+
+
+def pair_codes(pairs: torch.Tensor, targets: torch.Tensor, weight: float | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """Codes (1 − t)·y_i + t·y_j for pairs rows (i, j): t ~ U(0, 1) per pair (``weight=None``, demo1) or
+    t = ``weight`` (demo2's 0.75, toward the larger index j when pairs come from :func:`accepted_pairs`)."""
+    if weight is not None and not 0.0 <= weight <= 1.0:
+        raise ValueError(f"weight must be in [0, 1] or None (uniform), got {weight}")
+    first, second = targets[pairs[:, 0]], targets[pairs[:, 1]]
+    if weight is None:
+        t = torch.rand(len(pairs), 1, generator=generator,
+                       device=generator.device if generator is not None else first.device).to(first)
+    else:
+        t = torch.full((len(pairs), 1), float(weight), dtype=first.dtype, device=first.device)
+    return first + t * (second - first)

@@ -7,11 +7,13 @@ Priors are ``nn.Module``s so that learned ones live in the model's state dict, c
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from zoo.nets import MLPGenerator
-from zoo.ot import SemiDiscreteOT, UniformBox, extended_codes, top_cells
+from zoo.ot import SemiDiscreteOT, UniformBox, accepted_pairs, extended_codes, pair_codes, top_cells
 from zoo.types import GeneratorFactory
 
 
@@ -91,6 +93,9 @@ class LearnedPrior(Prior):
             self.train(was_training)
 
 
+PAIRINGS = ("per_source", "per_pair")
+
+
 class TransportPrior(Prior):
     """AE-OT's prior: the semi-discrete OT map from the uniform box ``[low, high]^d`` to the training codes,
     extended across cell boundaries (:func:`zoo.ot.extended_codes`). Codes and potential h are buffers, so they
@@ -99,22 +104,37 @@ class TransportPrior(Prior):
     ``top_k`` cells are ranked per source point (2: demo1's own-cell/runner-up pairs; the authors' CelebA demo
     uses 20); ``angle_threshold`` (radians) is the dihedral angle above which a pair crosses the singular set
     (paper: 0.75 for MNIST/Fashion-MNIST/CelebA, 0.68 for CIFAR-10; code: 0.7 CelebA, 0.2 the 2-D toys);
-    ``weight`` the position on the segment (None: uniform, demo1; 0.75: demo2). Source points whose pairs are
-    all rejected are redrawn (``unpaired="redraw"``, the authors drop them) or give their own code
-    (``"code"``). ``top_k=1`` is the plain map, which only reproduces training codes."""
+    ``weight`` the position on the segment (None: uniform, demo1; 0.75: demo2). ``top_k=1`` is the plain map,
+    which only reproduces training codes.
+
+    ``pairing`` says which pairs the samples come from:
+
+    - ``"per_source"``: one sample per source point, from its highest-ranked accepted pair, so a pair is used
+      in proportion to the source volume that picks it. Source points whose pairs are all rejected are redrawn
+      (``unpaired="redraw"``, the authors drop them) or give their own code (``"code"``).
+    - ``"per_pair"`` (the authors' ``gen_P``): the distinct accepted pairs found by ``pair_pool`` source points
+      (demo2 uses 20,000; every accepted runner-up of a point counts, not only the best) are equally likely,
+      whatever the size of the region that found them. ``unpaired`` does not apply."""
 
     def __init__(self, dim: int, low: float = -0.5, high: float = 0.5, top_k: int = 2,
                  angle_threshold: float = 0.75, weight: float | None = None,
-                 unpaired: str = "redraw") -> None:
+                 unpaired: str = "redraw", pairing: str = "per_source", pair_pool: int = 20_000) -> None:
         super().__init__(dim)
         if top_k < 1 or angle_threshold < 0 or unpaired not in ("redraw", "code"):
             raise ValueError(f"TransportPrior: need top_k >= 1, angle_threshold >= 0 and unpaired in "
                              f"('redraw', 'code'), got {top_k}, {angle_threshold}, {unpaired!r}")
         if weight is not None and not 0.0 <= weight <= 1.0:
             raise ValueError(f"weight must be in [0, 1] or None (uniform), got {weight}")
+        if pairing not in PAIRINGS:
+            raise ValueError(f"TransportPrior: pairing must be one of {PAIRINGS}, got {pairing!r}")
+        if pairing == "per_pair" and (top_k < 2 or unpaired != "redraw" or pair_pool < 1):
+            raise ValueError(f"TransportPrior: pairing='per_pair' needs top_k >= 2 (a runner-up to pair with), "
+                             f"pair_pool >= 1 and no unpaired='code' (it only ever uses accepted pairs), got "
+                             f"top_k={top_k}, pair_pool={pair_pool}, unpaired={unpaired!r}")
         self.box = UniformBox(dim, low, high)
         self.low, self.high = float(low), float(high)
         self.top_k, self.angle_threshold, self.weight, self.unpaired = top_k, float(angle_threshold), weight, unpaired
+        self.pairing, self.pair_pool = pairing, int(pair_pool)
         self.register_buffer("targets", torch.zeros(0, dim))
         self.register_buffer("potential", torch.zeros(0))
         self.solve_report: dict | None = None
@@ -163,6 +183,8 @@ class TransportPrior(Prior):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         self._require_fit()
+        if self.pairing == "per_pair":
+            return self._sample_per_pair(n, generator)
         kept, total, drawn = [], 0, 0
         for _ in range(100):
             points = self.box.sample(max(n - total, 16) * 2, generator, self.device)
@@ -177,3 +199,19 @@ class TransportPrior(Prior):
                 return torch.cat(kept)[:n]
         raise RuntimeError(f"TransportPrior: only {total} of {drawn} source points found a pair within "
                            f"angle_threshold={self.angle_threshold}; raise the threshold or use unpaired='code'")
+
+    def _sample_per_pair(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+        # The authors decode every distinct accepted pair of their source points once, so their sample count is
+        # whatever that set holds. Here n pairs are drawn uniformly from the set found by pair_pool fresh source
+        # points: without replacement while n <= its size (every sample then a different pair, as theirs), and
+        # through further fresh random orders beyond it (each pair used at most ceil(n / size) times).
+        points = self.box.sample(self.pair_pool, generator, self.device)
+        pairs = accepted_pairs(points, self.targets, self.potential, self.top_k, self.angle_threshold)
+        if len(pairs) == 0:
+            raise RuntimeError(f"TransportPrior: none of {self.pair_pool} source points found a pair within "
+                               f"angle_threshold={self.angle_threshold}; raise the threshold")
+        source = generator.device if generator is not None else pairs.device
+        orders = [torch.randperm(len(pairs), generator=generator, device=source)
+                  for _ in range(max(1, math.ceil(n / len(pairs))))]
+        chosen = pairs[torch.cat(orders)[:n].to(pairs.device)]
+        return pair_codes(chosen, self.targets, self.weight, generator)

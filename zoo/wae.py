@@ -7,9 +7,10 @@ WAE-GAN:  D_Z by a latent adversary (JS): the adversary minimises λ·[BCE(A(z_p
 WAE-MMD:  D_Z = MMD² with the IMQ kernel summed over 7 scales (:func:`zoo.losses.imq_mmd`).
 
 Defaults are the WAE code's MNIST configuration (configs.py): λ 10, Adam β1 0.5 with lr 1e-3 (autoencoder)
-and 5e-4 (adversary), a 4 x 512 ReLU adversary. Left out, as options rarely used in comparisons: the WAE code's
-encoder input noise, its moment-matching encoder pre-training, its LR decay and the CelebA "Pz trick". The
-networks default to FlexAE's autoencoder so that the baselines differ from FlexAE only in the objective.
+and 5e-4 (adversary), a 4 x 512 ReLU adversary whose linear layers start N(0, 0.01²) with zero biases
+(ops.linear). Left out, as options rarely used in comparisons: the WAE code's encoder input noise, its
+moment-matching encoder pre-training, its LR decay and the CelebA "Pz trick". The networks default to FlexAE's
+autoencoder so that the baselines differ from FlexAE only in the objective.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ class WAE(AutoencoderModel):
                            autoencoder_optimizer or functools.partial(torch.optim.Adam, lr=1e-3, betas=(0.5, 0.999)))
         self.adversary = None
         if regularizer == "gan":
-            self.adversary = (adversary or functools.partial(MLPCritic, width=512, depth=4))((latent_dim,))
+            build_adversary = adversary or functools.partial(MLPCritic, width=512, depth=4, init="normal_0.01")
+            self.adversary = build_adversary((latent_dim,))
             self.check_critic(self.adversary, (latent_dim,), "adversary")
             self.add_optimizer("adversary", lambda: list(self.adversary.parameters()),
                                adversary_optimizer or functools.partial(torch.optim.Adam, lr=5e-4, betas=(0.5, 0.999)))

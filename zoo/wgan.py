@@ -42,7 +42,7 @@ class WGAN(WassersteinLosses, AdversarialModel):
     official code clamps at the start of each critic step (``clip_timing="before_update"``). OC-GAN's WGAN
     (authors' ``wgan.sh``/``dcgan.py``) clips at 0.05 after each update with 20 critic steps for the first 50
     and every 500th generator step: ``clip_value=0.05, clip_timing=after_update, warmup_critic_steps=20,
-    warmup_generator_steps=50``."""
+    warmup_generator_steps=50, warmup_every_offset=1`` (its periodic long phases precede steps 499, 999, ...)."""
 
     def __init__(self, data_shape: tuple[int, ...], value_range: tuple[float, float] = (-1.0, 1.0),
                  latent_dim: int = 100, generator: GeneratorFactory | None = None,
@@ -50,7 +50,8 @@ class WGAN(WassersteinLosses, AdversarialModel):
                  critic_optimizer: OptimizerFactory | None = None, n_critic: int = 5, warmup: bool = True,
                  clip_value: float = 0.01, clip_timing: Literal["before_update", "after_update"] = "before_update",
                  warmup_critic_steps: int = 100, warmup_generator_steps: int = 25, warmup_every: int = 500,
-                 ema_decay: float | None = None, max_generator_steps: int | None = None) -> None:
+                 warmup_every_offset: int = 0, ema_decay: float | None = None,
+                 max_generator_steps: int | None = None) -> None:
         if clip_value <= 0:
             raise ValueError(f"clip_value must be > 0, got {clip_value}")
         if clip_timing not in ("before_update", "after_update"):
@@ -59,7 +60,8 @@ class WGAN(WassersteinLosses, AdversarialModel):
         generator_net, critic_net = _networks(latent_dim, data_shape, value_range, generator, critic, "batch")
         super().__init__(data_shape, value_range, latent_dim, generator_net, critic_net,
                          generator_optimizer or rmsprop, critic_optimizer or rmsprop,
-                         CriticSchedule(n_critic, warmup, warmup_critic_steps, warmup_generator_steps, warmup_every),
+                         CriticSchedule(n_critic, warmup, warmup_critic_steps, warmup_generator_steps, warmup_every,
+                                        warmup_every_offset),
                          ema_decay, max_generator_steps)
         self.clip_value = clip_value
         self.clip_timing = clip_timing

@@ -4,14 +4,24 @@
 from zoo.nets.common import output_activation
 from zoo.nets.dcgan import DCGANCritic, DCGANGenerator
 from zoo.nets.forms import DifferentialForm, Downsampler, FlatCritic, FlatGenerator, FlatOneForm
-from zoo.nets.infogan import InfoGANCritic, InfoGANDecoder, InfoGANEncoder
+from zoo.nets.infogan import InfoGANCritic, InfoGANDecoder, InfoGANEncoder, LucicInfoGANDecoder
 from zoo.nets.mlp import MLPCritic, MLPEncoder, MLPGenerator, MLPOneForm
 from zoo.nets.ocgan import OCGANCritic, OCGANGenerator
+from zoo.nets.wgan_gp import (
+    WGANGPCifarCritic,
+    WGANGPCifarGenerator,
+    WGANGPMnistCritic,
+    WGANGPMnistGenerator,
+    WGANGPResNetCritic,
+    WGANGPResNetGenerator,
+)
 
 __all__ = ["DCGANCritic", "DCGANGenerator", "DifferentialForm", "Downsampler", "FlatCritic", "FlatGenerator",
-           "FlatOneForm", "InfoGANCritic", "InfoGANDecoder", "InfoGANEncoder", "MLPCritic", "MLPEncoder",
-           "MLPGenerator", "MLPOneForm", "OCGANCritic", "OCGANGenerator", "default_critic", "default_decoder",
-           "default_encoder", "default_generator", "output_activation"]
+           "FlatOneForm", "InfoGANCritic", "InfoGANDecoder", "InfoGANEncoder", "LucicInfoGANDecoder", "MLPCritic",
+           "MLPEncoder", "MLPGenerator", "MLPOneForm", "OCGANCritic", "OCGANGenerator", "WGANGPCifarCritic",
+           "WGANGPCifarGenerator", "WGANGPMnistCritic", "WGANGPMnistGenerator", "WGANGPResNetCritic",
+           "WGANGPResNetGenerator", "default_critic", "default_decoder", "default_encoder", "default_generator",
+           "output_activation"]
 
 
 def default_generator(latent_dim: int, data_shape: tuple[int, ...], value_range: tuple[float, float]):

@@ -1,5 +1,6 @@
 """The InfoGAN-style autoencoder of 2-Stage VAE as FlexAE uses it (FlexAESR.py L186-286), for square images
-whose side is a multiple of 4 (28, 32, 64, ...): two stride-2 convolutions and a 1024-unit dense layer.
+whose side is a multiple of 4 (28, 32, 64, ...): two stride-2 convolutions and a 1024-unit dense layer; and
+Lucic et al.'s InfoGAN generator, AE-OT's decoder (:class:`LucicInfoGANDecoder`).
 
 Ported from TF1: ``padding='same'`` with k4 s2 is ``padding=1`` here; TF's batch norm (momentum 0.99, eps 1e-3)
 is ``momentum=0.01, eps=1e-3``; weights are Glorot (uniform for the encoder and image critic, normal for the
@@ -68,6 +69,49 @@ class InfoGANDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.activation(self.out(self.conv(self.dense(z).view(len(z), *self.shape))))
+
+
+class LucicInfoGANDecoder(nn.Module):
+    """Lucic et al.'s InfoGAN generator ("Are GANs created equal?", 2018), which AE-OT's decoder copies
+    (Lei et al. 2020 §6.4): z -> Dense(1024) BN ReLU -> Dense(128·(s/4)²) BN ReLU -> ConvT(64, k4 s2) BN ReLU
+    -> ConvT(c, k4 s2) -> sigmoid (tanh for data in [-1, 1]).
+
+    Its upsampling path is one layer shorter than :class:`InfoGANDecoder` (FlexAE's modified copy): no
+    ConvT(128) and no final k3 convolution. The dense layer keeps the side / 4 grid (7x7 at 28 px, 8x8 at 32,
+    16x16 at 64), as compare_gan's code does. Weights are N(0, 0.02) with zero biases and batch norm uses decay
+    0.999, eps 1e-3 (compare_gan's ``ops``). ``negative_slope`` 0 gives the paper's ReLU; compare_gan's code
+    uses a leaky ReLU with slope 0.2."""
+
+    def __init__(self, latent_dim: int, data_shape: tuple[int, ...],
+                 value_range: tuple[float, float] | None = (0.0, 1.0), width: int = 64, hidden: int = 1024,
+                 negative_slope: float = 0.0) -> None:
+        super().__init__()
+        channels, base = infogan_layout(data_shape)
+        if negative_slope < 0:
+            raise ValueError(f"negative_slope must be >= 0 (0: ReLU), got {negative_slope}")
+        self.shape = (2 * width, base, base)
+
+        def norm(features: int, dims: int) -> nn.Module:
+            cls = nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d
+            return cls(features, momentum=0.001, eps=1e-3)  # TF decay 0.999
+
+        def act() -> nn.Module:
+            return nn.LeakyReLU(negative_slope) if negative_slope else nn.ReLU()
+
+        self.dense = nn.Sequential(
+            nn.Linear(latent_dim, hidden), norm(hidden, 1), act(),
+            nn.Linear(hidden, math.prod(self.shape)), norm(math.prod(self.shape), 1), act())
+        self.conv = nn.Sequential(
+            nn.ConvTranspose2d(2 * width, width, 4, 2, 1), norm(width, 2), act(),
+            nn.ConvTranspose2d(width, channels, 4, 2, 1))
+        self.activation = output_activation(value_range)
+        for module in self.modules():
+            if isinstance(module, nn.Linear | nn.ConvTranspose2d):
+                nn.init.normal_(module.weight, 0.0, 0.02)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.conv(self.dense(z).view(len(z), *self.shape)))
 
 
 class InfoGANCritic(nn.Module):

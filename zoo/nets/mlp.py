@@ -7,9 +7,12 @@ import math
 import torch
 from torch import nn
 
-from zoo.nets.common import glorot_init_, output_activation
+from zoo.nets.common import INITS, glorot_init_, output_activation
 
 ACTIVATIONS = ("relu", "leaky_relu")
+# ``normal_0.01``: every linear layer's weights N(0, 0.01²) and zero biases, as WAE's TF code (ops.linear with
+# init_std 0.0099999, init_bias 0) initialises its latent adversary
+MLP_INITS = (*INITS, "normal_0.01")
 
 
 def _activation(name: str) -> nn.Module:
@@ -28,7 +31,15 @@ def _mlp(sizes: list[int], init: str = "default", activation: str = "relu") -> n
         if i < len(sizes) - 2:
             layers.append(_activation(activation))
     net = nn.Sequential(*layers)
-    glorot_init_(net, init)
+    if init not in MLP_INITS:
+        raise ValueError(f"init must be one of {MLP_INITS}, got {init!r}")
+    if init == "normal_0.01":
+        for layer in net:
+            if isinstance(layer, nn.Linear):
+                nn.init.normal_(layer.weight, std=0.01)
+                nn.init.zeros_(layer.bias)
+    else:
+        glorot_init_(net, init)
     return net
 
 
@@ -60,7 +71,8 @@ class MLPGenerator(nn.Module):
 
 
 class MLPCritic(nn.Module):
-    """``init``: ``default`` (PyTorch's), ``glorot_normal`` or ``glorot_uniform`` (TF's, e.g. FlexAE's nets)."""
+    """``init``: ``default`` (PyTorch's), ``glorot_normal`` or ``glorot_uniform`` (TF's, e.g. FlexAE's nets), or
+    ``normal_0.01`` (WAE's latent adversary)."""
 
     def __init__(self, data_shape: tuple[int, ...], width: int = 512, depth: int = 3, init: str = "default",
                  activation: str = "relu") -> None:

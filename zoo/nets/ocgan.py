@@ -13,6 +13,9 @@ Upsampling is the authors' nearest ×2 + 3x3 octave conv (``upsample="nearest"``
 convolution (``"transposed"``, 4x4 stride 2, mirroring DCGAN). Downsampling uses the official stride-2 octave
 semantics (see :mod:`zoo.nets.octave`). The authors' code meant DCGAN's N(0, 0.02) initialisation but a bug
 left PyTorch's default; ``dcgan_init=True`` applies the intended one.
+
+The generator's ``eval_beta`` (β_H, β_L) is the β it samples with in eval mode, whatever the training β the
+schedule has set: the authors write every epoch's FID images with β_H = 0.7, β_L = 0.3 (``G(z, 0.5)``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import torch
 from torch import nn
 
 from zoo.nets.common import dcgan_init_, output_activation
-from zoo.nets.octave import OctaveConv2d, OctaveConvTranspose2d, OctaveNormAct, OctaveUpsample
+from zoo.nets.octave import OctaveConv2d, OctaveConvTranspose2d, OctaveNormAct, OctaveUpsample, checked_beta
 
 SIZES = (32, 64, 128)
 
@@ -58,10 +61,12 @@ def upsampling_conv(kind: str, in_channels: int, out_channels: int, alpha_in: fl
 class OCGANGenerator(nn.Module):
     def __init__(self, latent_dim: int, data_shape: tuple[int, ...], value_range: tuple[float, float] = (-1, 1),
                  width: int = 32, conv: str = "octave", alpha: float = 0.5, upsample: str = "nearest",
-                 dcgan_init: bool = False) -> None:
+                 dcgan_init: bool = False, eval_beta: tuple[float, float] | None = None) -> None:
         super().__init__()
         alpha = effective_alpha(conv, alpha)
         channels, doublings = ocgan_layout(data_shape)
+        if eval_beta is not None:
+            eval_beta = checked_beta(eval_beta, "eval_beta")
         widths = [width * 2 ** i for i in reversed(range(doublings))]  # 512 ... 32 at 128 px, width 32
         self.start_channels = widths[0]
         self.project = nn.Sequential(nn.Linear(latent_dim, widths[0] * 16, bias=False),
@@ -69,7 +74,7 @@ class OCGANGenerator(nn.Module):
         blocks = []
         for i, (cin, cout) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
             blocks += [upsampling_conv(upsample, cin, cout, alpha if i else 0.0, alpha),
-                       OctaveNormAct(cout, alpha, activation=nn.ReLU())]
+                       OctaveNormAct(cout, alpha, activation=nn.ReLU(), eval_beta=eval_beta)]
         blocks.append(upsampling_conv(upsample, widths[-1], channels, alpha if blocks else 0.0, 0.0))
         self.blocks = nn.Sequential(*blocks)
         self.output = output_activation(value_range)

@@ -17,6 +17,8 @@ matches. Biases are off, as in every reference implementation.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -155,10 +157,14 @@ class OctaveUpsample(nn.Module):
 class OctaveNormAct(nn.Module):
     """Separate batch norms and activations for the two branches, then the β weighting of OC-GAN's Eq. 3
     (``β_H·X_H``, ``β_L·X_L``). β lives in buffers that a schedule callback sets (1 = no weighting) and that
-    checkpoints keep, so a loaded generator samples with the β it was trained with."""
+    checkpoints keep, so a loaded generator samples with the β it was trained with.
+
+    ``eval_beta`` (β_H, β_L) replaces that β whenever the block runs in eval mode (generation for evaluation
+    and sample grids): the authors train with their schedule's β but always sample with 0.7/0.3. It is kept in
+    buffers too, so checkpoints carry it; ``None`` uses the training β in both modes."""
 
     def __init__(self, channels: int, alpha: float, norm: bool = True,
-                 activation: nn.Module | None = None) -> None:
+                 activation: nn.Module | None = None, eval_beta: tuple[float, float] | None = None) -> None:
         super().__init__()
         high, low = octave_channels(channels, alpha)
         self.norm_high = nn.BatchNorm2d(high) if norm else nn.Identity()
@@ -166,17 +172,42 @@ class OctaveNormAct(nn.Module):
         self.activation = activation if activation is not None else nn.ReLU()
         self.register_buffer("beta_high", torch.tensor(1.0))
         self.register_buffer("beta_low", torch.tensor(1.0))
+        self.has_eval_beta = eval_beta is not None
+        if eval_beta is not None:
+            eval_high, eval_low = checked_beta(eval_beta, "eval_beta")
+            self.register_buffer("eval_beta_high", torch.tensor(eval_high))
+            self.register_buffer("eval_beta_low", torch.tensor(eval_low))
 
     def set_beta(self, beta_high: float, beta_low: float) -> None:
+        """Set the training β (the schedule's); ``eval_beta`` is left as constructed."""
         self.beta_high.fill_(beta_high)
         self.beta_low.fill_(beta_low)
 
+    def current_beta(self) -> tuple[Tensor, Tensor]:
+        if self.has_eval_beta and not self.training:
+            return self.eval_beta_high, self.eval_beta_low
+        return self.beta_high, self.beta_low
+
     def forward(self, x: Tensor | OctaveTensor) -> Tensor | OctaveTensor:
         high, low = as_octave(x)
-        high = self.activation(self.norm_high(high)) * self.beta_high
+        beta_high, beta_low = self.current_beta()
+        high = self.activation(self.norm_high(high)) * beta_high
         if low is None:
             return high
-        return high, self.activation(self.norm_low(low)) * self.beta_low
+        return high, self.activation(self.norm_low(low)) * beta_low
+
+
+def checked_beta(beta: object, name: str = "beta") -> tuple[float, float]:
+    """(β_H, β_L) as two finite numbers >= 0, or a ValueError naming ``name`` and what is wrong."""
+    if isinstance(beta, (str, bytes)) or not hasattr(beta, "__len__") or len(beta) != 2:
+        raise ValueError(f"{name} must be two numbers [beta_high, beta_low], got {beta!r}")
+    try:
+        high, low = (float(b) for b in beta)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be two numbers [beta_high, beta_low], got {beta!r}") from None
+    if not (math.isfinite(high) and math.isfinite(low)) or high < 0 or low < 0:
+        raise ValueError(f"{name} must be two finite numbers >= 0 [beta_high, beta_low], got {beta!r}")
+    return high, low
 
 
 def set_octave_beta(module: nn.Module, beta_high: float, beta_low: float) -> int:
