@@ -97,23 +97,39 @@ class _DCGANCritic(nn.Module):
         return self.net(x).flatten()
 
 
-class WGANGPMnistGenerator(nn.Module):
+class _DCGANGenerator(nn.Module):
+    """Linear(z -> 4·4·4·width) → 5x5 deconvs to 2·width and width → deconv to C → output activation, ReLUs
+    between: the generator of both ``gan_mnist.py`` (``crop`` 7: 8x8 cropped to 7x7, no batch norm) and
+    ``gan_cifar.py`` (batch norm after the stem and each hidden deconv)."""
+
+    def __init__(self, latent_dim: int, channels: int, value_range: tuple[float, float], width: int,
+                 batch_norm: bool, crop: int | None = None) -> None:
+        super().__init__()
+        _check_sizes(latent_dim=latent_dim, width=width)
+
+        def norm(c: int, flat: bool = False) -> list[nn.Module]:
+            # the stem's batch norm is per feature of the flat 4·4·4·width vector (tflib's axes [0])
+            return [(nn.BatchNorm1d if flat else nn.BatchNorm2d)(c)] if batch_norm else []
+
+        self.net = nn.Sequential(
+            _linear(latent_dim, 4 * 4 * 4 * width), *norm(4 * 4 * 4 * width, flat=True), nn.ReLU(),
+            nn.Unflatten(1, (4 * width, 4, 4)),
+            _deconv(4 * width, 2 * width), *norm(2 * width), nn.ReLU(), *([_TopLeftCrop(crop)] if crop else []),
+            _deconv(2 * width, width), *norm(width), nn.ReLU(),
+            _deconv(width, channels), output_activation(value_range))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class WGANGPMnistGenerator(_DCGANGenerator):
     """``gan_mnist.py``: Linear(z -> 4·4·4·width) → ReLU → 5x5 deconv to 2·width (8x8) → ReLU → crop to 7x7 →
     deconv to width (14x14) → ReLU → deconv to C (28x28) → output activation. No batch norm (``wgan-gp`` mode)."""
 
     def __init__(self, latent_dim: int, data_shape: tuple[int, ...], value_range: tuple[float, float] = (-1.0, 1.0),
                  width: int = 64) -> None:
-        super().__init__()
-        channels = _image_channels(data_shape, 28, type(self).__name__)
-        _check_sizes(latent_dim=latent_dim, width=width)
-        self.net = nn.Sequential(
-            _linear(latent_dim, 4 * 4 * 4 * width), nn.ReLU(), nn.Unflatten(1, (4 * width, 4, 4)),
-            _deconv(4 * width, 2 * width), nn.ReLU(), _TopLeftCrop(7),
-            _deconv(2 * width, width), nn.ReLU(),
-            _deconv(width, channels), output_activation(value_range))
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)
+        super().__init__(latent_dim, _image_channels(data_shape, 28, type(self).__name__), value_range, width,
+                         batch_norm=False, crop=7)
 
 
 class WGANGPMnistCritic(_DCGANCritic):
@@ -123,26 +139,15 @@ class WGANGPMnistCritic(_DCGANCritic):
         super().__init__(_image_channels(data_shape, 28, type(self).__name__), width)
 
 
-class WGANGPCifarGenerator(nn.Module):
+class WGANGPCifarGenerator(_DCGANGenerator):
     """``gan_cifar.py``: Linear(z -> 4·4·4·width) → BN → ReLU → 5x5 deconvs to 2·width (8x8), width (16x16), each
     with BN and ReLU → deconv to C (32x32) → output activation. DIM = ``width`` is 128 in the script, whose
     comment says that overfits and advises 64."""
 
     def __init__(self, latent_dim: int, data_shape: tuple[int, ...], value_range: tuple[float, float] = (-1.0, 1.0),
                  width: int = 128) -> None:
-        super().__init__()
-        channels = _image_channels(data_shape, 32, type(self).__name__)
-        _check_sizes(latent_dim=latent_dim, width=width)
-        self.net = nn.Sequential(
-            # the stem's batch norm is per feature of the flat 4·4·4·width vector (tflib's axes [0])
-            _linear(latent_dim, 4 * 4 * 4 * width), nn.BatchNorm1d(4 * 4 * 4 * width), nn.ReLU(),
-            nn.Unflatten(1, (4 * width, 4, 4)),
-            _deconv(4 * width, 2 * width), nn.BatchNorm2d(2 * width), nn.ReLU(),
-            _deconv(2 * width, width), nn.BatchNorm2d(width), nn.ReLU(),
-            _deconv(width, channels), output_activation(value_range))
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)
+        super().__init__(latent_dim, _image_channels(data_shape, 32, type(self).__name__), value_range, width,
+                         batch_norm=True)
 
 
 class WGANGPCifarCritic(_DCGANCritic):
