@@ -5,7 +5,8 @@
 
 The model class comes from the checkpoint (``--model`` overrides it for checkpoints written before genzoo
 recorded it); the protocol is the training callback's (:class:`callbacks.evaluation.Evaluator`), so the numbers
-equal what ``eval/*`` logged for the same settings.
+equal what ``eval/*`` logged for the same settings. ``--octave_beta training`` samples OC-GAN generators with
+the β they were trained at instead of their ``eval_beta``; ``--sample_normalization minmax`` is FlexAE's protocol.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import sys
 
 import torch
 
-from callbacks.evaluation import METRICS, Evaluator, MetricOptions, default_cache_dir
+from callbacks.evaluation import METRICS, SAMPLE_NORMALIZATIONS, Evaluator, MetricOptions, default_cache_dir
 from datamodules import BY_NAME, build_datamodule
 from zoo.checkpoints import read_checkpoint
+from zoo.nets.octave import OctaveNormAct
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -42,6 +44,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache_dir", default=str(default_cache_dir()), help="reference-feature cache ('' for none)")
     parser.add_argument("--model", default=None,
                         help="model class path, e.g. zoo.wgan.WGANGP (default: recorded in the checkpoint)")
+    parser.add_argument("--octave_beta", default="eval", choices=["eval", "training"],
+                        help="OC-GAN generators built with eval_beta: sample with it (the authors' protocol) or with "
+                             "the β they were trained at")
+    parser.add_argument("--sample_normalization", default="none", choices=list(SAMPLE_NORMALIZATIONS),
+                        help="minmax: rescale each sample to the value range first (FlexAE's protocol)")
     parser.add_argument("--kid_subsets", type=int, default=100)
     parser.add_argument("--kid_subset_size", type=int, default=1000)
     parser.add_argument("--prd_runs", type=int, default=10)
@@ -62,6 +69,10 @@ def load_model(path: str, class_path: str | None, device: str) -> torch.nn.Modul
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     model = load_model(args.ckpt, args.model, args.device)
+    if args.octave_beta == "training":
+        for block in model.modules():
+            if isinstance(block, OctaveNormAct):
+                block.sample_with_training_beta()
     datamodule = build_datamodule(args.data, data_dir=args.data_dir, image_size=args.image_size,
                                   value_range=tuple(model.value_range))
     if tuple(datamodule.data_shape) != tuple(model.data_shape):
@@ -70,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
     options = MetricOptions(args.kid_subsets, args.kid_subset_size, prd_runs=args.prd_runs)
     evaluator = Evaluator(args.extractor, tuple(m for m in args.metrics.split(",") if m), args.n,
                           args.reference_split, args.n_reference or None, args.batch_size, args.seed,
-                          args.cache_dir or None, options)
+                          args.cache_dir or None, options, args.sample_normalization)
     result = evaluator.evaluate(model, datamodule, torch.device(args.device))
     record = {"ckpt": args.ckpt, "data": args.data, **result.values, "seconds": round(result.seconds, 2),
               "protocol": result.protocol}

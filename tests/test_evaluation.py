@@ -235,6 +235,8 @@ def test_the_evaluate_command_prints_json_and_names_bad_input(tmp_path, capsys):
         evaluate_checkpoint([*common, "--ckpt", str(tmp_path / "old.ckpt")])
     again = evaluate_checkpoint([*common, "--ckpt", str(tmp_path / "old.ckpt"), "--model", "zoo.wgan.WGANGP"])
     assert {**again, "ckpt": None, "seconds": None} == {**record, "ckpt": None, "seconds": None}
+    minmax = evaluate_checkpoint([*common, "--sample_normalization", "minmax"])
+    assert minmax["protocol"]["sample_normalization"] == "minmax" and minmax["fid"] != record["fid"]
 
 
 def test_the_fid_series_lands_in_the_wandb_run_history(tmp_path, monkeypatch):

@@ -7,7 +7,10 @@ import json
 import pytest
 import torch
 
-from benchmarks import zoo_results
+from benchmarks import ocgan_eval_beta, zoo_results
+from callbacks import OctaveBetaSchedule
+from zoo.gan import DCGAN
+from zoo.nets import OCGANCritic, OCGANGenerator
 
 
 def run(tmp_path, *extra: str) -> dict:
@@ -83,3 +86,28 @@ def test_a_data_set_without_a_protocol_is_named(tmp_path, capsys):
     with pytest.raises(SystemExit):
         zoo_results.main(["--data", "cifar10", "--out", str(tmp_path)])
     assert "has no results protocol" in capsys.readouterr().err
+
+
+
+def test_octave_checkpoints_are_read_with_both_betas(tmp_path, capsys, monkeypatch):
+    import functools
+
+    from datamodules.base import TensorDictDataset
+    from tests.helpers import quiet_trainer
+
+    torch.manual_seed(0)
+    model = DCGAN((1, 32, 32), latent_dim=8,
+                  generator=functools.partial(OCGANGenerator, width=8, eval_beta=(0.7, 0.3)),
+                  critic=functools.partial(OCGANCritic, width=8))
+    images = torch.utils.data.DataLoader(TensorDictDataset(x=torch.rand(32, 1, 32, 32) * 2 - 1), batch_size=16)
+    trainer = quiet_trainer(tmp_path, max_steps=2, callbacks=[OctaveBetaSchedule("combination", epochs=50)])
+    trainer.fit(model, images)
+    loaded = []
+    monkeypatch.setattr(ocgan_eval_beta, "load_model", lambda path, *_: loaded.append(path) or model)
+    summary = ocgan_eval_beta.main(["--results", "digits-1s", "--models", "dcgan_octave", "--runs",
+                                    str(tmp_path / "runs"), "--n_eval", "200"])
+    assert loaded == [str(tmp_path / "runs" / "digits-1s" / "dcgan_octave" / "checkpoints" / "last.ckpt")]
+    reading = summary["dcgan_octave"]
+    assert reading["training_beta"] == pytest.approx([0.22, 0.78])  # the schedule after epoch 1 of 50
+    assert reading["fid_eval_beta"] != reading["fid_training_beta"]
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == summary

@@ -178,6 +178,11 @@ class OctaveNormAct(nn.Module):
             self.register_buffer("eval_beta_high", torch.tensor(eval_high))
             self.register_buffer("eval_beta_low", torch.tensor(eval_low))
 
+    def sample_with_training_beta(self) -> None:
+        """Drop ``eval_beta``: eval mode samples with the training β from now on (an evaluation reading for
+        models stopped before their schedule reached it; the buffers stay, so a checkpoint still loads)."""
+        self.has_eval_beta = False
+
     def set_beta(self, beta_high: float, beta_low: float) -> None:
         """Set the training β (the schedule's); ``eval_beta`` is left as constructed."""
         self.beta_high.fill_(beta_high)
