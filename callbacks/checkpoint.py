@@ -1,13 +1,31 @@
-"""Step-based checkpointing that works with the zoo's alternating optimizer steps."""
+"""Step-based checkpointing that works with the zoo's alternating optimizer steps, written atomically."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import lightning as L
+from fsspec.implementations.local import LocalFileSystem
+from lightning.fabric.utilities.cloud_io import get_filesystem
+from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from zoo.base import fit_ends_after_this_epoch
+from zoo.checkpoints import atomic_save
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Local checkpoints go through :func:`zoo.checkpoints.atomic_save` (a temporary file beside the destination,
+    fsync, rename), so a full disk or a kill mid-write leaves the previous file intact. Lightning's own writes
+    the temporary file in ``$TMPDIR``; on another filesystem than the run directory the final move is a copy
+    over the destination, and a full disk there truncates a good ``last.ckpt``. Remote paths keep Lightning's."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
+        if storage_options is not None or not isinstance(get_filesystem(path), LocalFileSystem):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        atomic_save(checkpoint, path)
 
 
 class StepCheckpoint(ModelCheckpoint):
@@ -20,11 +38,19 @@ class StepCheckpoint(ModelCheckpoint):
 
     With ``save_last``, the state at the end of fitting always reaches ``last.ckpt``, even between step
     multiples (AE-OT solves its transport map in the last epoch-end hook, just before this one).
+
+    Files are written by :class:`AtomicCheckpointIO` (installed at setup unless the trainer has its own
+    CheckpointIO plugin).
     """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._last_step_bucket = 0
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # a user's own CheckpointIO is kept
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)

@@ -39,6 +39,7 @@ from callbacks import metrics as M
 from callbacks.extractors import FeatureExtractor, build_extractor
 from callbacks.logging import PeriodicCallback, figure_to_array, image_dir, log_image, log_metrics
 from callbacks.samples import isolated_rng
+from zoo.checkpoints import atomic_save, load_plain
 
 METRICS = ("fid", "kid", "precision_recall", "prd", "memorization", "reconstruction_fid")
 SAMPLE_NORMALIZATIONS = ("none", "minmax")
@@ -224,7 +225,7 @@ class ReferenceCache:
         if path is None or not path.is_file():
             return None
         try:
-            entry = torch.load(path, map_location="cpu", weights_only=True)
+            entry = load_plain(path, "reference cache")
             if entry.get("key") != json.loads(json.dumps(key, default=str)):
                 raise ValueError("its key differs")
             return FeatureSet(entry["features"], entry.get("pixels"))
@@ -236,11 +237,8 @@ class ReferenceCache:
         path = self.path(key)
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"key": json.loads(json.dumps(key, default=str)), "features": value.features,
-                    "pixels": value.pixels}, temporary)
-        temporary.replace(path)
+        atomic_save({"key": json.loads(json.dumps(key, default=str)), "features": value.features,
+                     "pixels": value.pixels}, path)
 
 
 # ---------------------------------------------------------------------------------------------- evaluator

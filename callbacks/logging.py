@@ -121,6 +121,7 @@ class PeriodicCallback(Callback):
         self.every_n_epochs = every_n_epochs
         self._last_step_bucket = 0
         self._last_logged_step: int | None = None
+        self._trained_this_fit = False
 
     def log_now(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         raise NotImplementedError
@@ -130,9 +131,11 @@ class PeriodicCallback(Callback):
         if self.every_n_steps:
             self._last_step_bucket = trainer.global_step // self.every_n_steps
         self._last_logged_step = None
+        self._trained_this_fit = False
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
                            batch_idx: int) -> None:
+        self._trained_this_fit = True
         if self.every_n_steps:
             bucket = trainer.global_step // self.every_n_steps
             if bucket > self._last_step_bucket:
@@ -144,7 +147,8 @@ class PeriodicCallback(Callback):
             self._log_once(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._log_once(trainer, pl_module)
+        if self._trained_this_fit:  # a finished run resumed as it was: nothing new to log
+            self._log_once(trainer, pl_module)
 
     def _log_once(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_step == self._last_logged_step:

@@ -140,6 +140,11 @@ class AdversarialModel(GenerativeModel):
     def progress(self) -> str:
         return f"generator step {self.generator_step}"
 
+    def step_budget(self) -> tuple[str, int, int] | None:
+        if self.max_generator_steps is None:
+            return None
+        return "max_generator_steps", self.generator_step, self.max_generator_steps
+
     # ---- training -----------------------------------------------------------------------------------------
     def training_step(self, batch: Batch, batch_idx: int) -> None:
         real = {k: v for k, v in self.checked_batch(batch).items() if k != "label"}
@@ -165,7 +170,7 @@ class AdversarialModel(GenerativeModel):
             self.critic_steps_in_cycle = 0
             self.generator_step += 1
             self.log("train/generator_step", float(self.generator_step), on_step=True)
-            if self.max_generator_steps is not None and self.generator_step >= self.max_generator_steps:
+            if self.budget_reached():
                 self.trainer.should_stop = True
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -34,7 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from zoo.autoencoder import AutoencoderModel
-from zoo.base import fit_ends_after_this_epoch
+from zoo.base import fit_ends_after_this_epoch, fit_is_finished
 from zoo.nets import default_decoder, default_encoder
 from zoo.ot import SemiDiscreteOT
 from zoo.priors import TransportPrior
@@ -180,7 +180,9 @@ class AEOT(AutoencoderModel):
         return f"{self.trainer.default_root_dir}/transport_solver.pt"
 
     def on_train_start(self) -> None:
-        if self.prior.fitted:  # more training moves the codes: the old map no longer fits them
+        super().on_train_start()
+        if self.prior.fitted and not fit_is_finished(self.trainer):
+            # more training moves the codes: the old map no longer fits them
             self.prior.targets = self.prior.targets[:0]
             self.prior.potential = self.prior.potential[:0]
 

@@ -93,6 +93,11 @@ class AutoencoderModel(GenerativeModel):
     def progress(self) -> str:
         return f"outer step {self.outer_step}"
 
+    def step_budget(self) -> tuple[str, int, int] | None:
+        if self.max_outer_steps is None:
+            return None
+        return "max_outer_steps", self.outer_step, self.max_outer_steps
+
     # ---- training -------------------------------------------------------------------------------------
     def train_on(self, x: torch.Tensor, generator: torch.Generator) -> bool:
         """One training step on batch ``x``; ``generator`` seeds all of its noise. Returns True when the step
@@ -106,7 +111,7 @@ class AutoencoderModel(GenerativeModel):
         if self.train_on(x, self.rng()):
             self.outer_step += 1
             self.log("train/outer_step", float(self.outer_step), on_step=True)
-            if self.max_outer_steps is not None and self.outer_step >= self.max_outer_steps:
+            if self.budget_reached():
                 self.trainer.should_stop = True
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

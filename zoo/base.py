@@ -18,7 +18,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
-from zoo.checkpoints import require_zoo_section
+from zoo.checkpoints import changed_settings, describe_change, require_zoo_section, root_setting
 from zoo.types import OptimizerFactory
 
 
@@ -32,6 +32,9 @@ class GenerativeModel(L.LightningModule):
 
     #: How many fp16 steps in a row may overflow before we call it divergence (the GradScaler skips them).
     max_overflow_streak = 20
+    #: Init arguments that only steer a run (how long it trains): on resume the model's value wins over the
+    #: checkpoint's. Every other init argument must match the checkpoint unless ``allowed_resume_changes`` names it.
+    run_settings: frozenset[str] = frozenset({"max_generator_steps", "max_outer_steps"})
 
     def __init__(self, data_shape: tuple[int, ...], value_range: tuple[float, float] = (-1.0, 1.0),
                  latent_dim: int = 128) -> None:
@@ -48,6 +51,9 @@ class GenerativeModel(L.LightningModule):
         self.noise_seed: int | None = None  # fixed at fit start; restored from checkpoints
         self._rng: torch.Generator | None = None
         self._overflow_streak = 0
+        #: init arguments a resume may change deliberately (``zoo fit --allow_changed``), e.g. optimizers
+        self.allowed_resume_changes: frozenset[str] = frozenset()
+        self._apply_optimizer_settings_at_start = False
 
     # ---- the uniform API -------------------------------------------------------------------------------
     @property
@@ -152,6 +158,14 @@ class GenerativeModel(L.LightningModule):
     def progress(self) -> str:
         return f"epoch {self.current_epoch}"
 
+    def step_budget(self) -> tuple[str, int, int] | None:
+        """``(setting, steps taken, limit)`` of the model's own training budget, or None when it has none."""
+        return None
+
+    def budget_reached(self) -> bool:
+        budget = self.step_budget()
+        return budget is not None and budget[1] >= budget[2]
+
     def check_parameters_finite(self) -> None:
         for name, p in self.named_parameters():
             if not bool(torch.isfinite(p.detach()).all()):
@@ -192,7 +206,67 @@ class GenerativeModel(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         require_zoo_section(checkpoint)
+        self.check_resumable(checkpoint)
         self.noise_seed = int(checkpoint["zoo"]["noise_seed"])
+
+    def check_resumable(self, checkpoint: dict[str, Any]) -> None:
+        """The checkpoint must hold this class; a resumed fit must have the checkpoint's settings, except run
+        settings (the model's value wins, said in one line) and ``allowed_resume_changes`` (accepted, said)."""
+        source = f"checkpoint {self._trainer.ckpt_path}" if self._trainer is not None else "the checkpoint"
+        own = f"{type(self).__module__}.{type(self).__qualname__}"
+        saved = checkpoint["zoo"].get("class_path", own)
+        if saved != own:
+            raise ValueError(f"{source} holds a {saved} model, but this run builds a {own}: resume with the config "
+                             "the checkpoint was trained with (its run directory keeps a copy, config.yaml)")
+        fitting = self._trainer is not None and self._trainer.state.fn == "fit"
+        if not fitting or not self.hparams:  # load_from_checkpoint builds from the checkpoint's own settings
+            return
+        changes = changed_settings(checkpoint.get("hyper_parameters", {}), dict(self.hparams))
+        refused = [name for name in changes
+                   if root_setting(name) not in self.run_settings | self.allowed_resume_changes]
+        if refused:
+            listed = "\n".join(f"  {describe_change(name, changes[name])}" for name in refused)
+            roots = ",".join(sorted({root_setting(name) for name in refused}))
+            raise ValueError(
+                f"{source} was trained with other settings than this run's:\n{listed}\nThey change the model's "
+                "shapes or objective, so the run cannot continue from it (data_shape and value_range come from "
+                "the datamodule). Start a new run, or accept a deliberate change with "
+                f"`zoo fit ... --allow_changed {roots}` (safe for optimizer settings, e.g. a lower learning rate "
+                "for fine-tuning).")
+        for name, change in changes.items():
+            kind = ("the run uses the new value" if root_setting(name) in self.run_settings
+                    else "accepted (allowed change)")
+            rank_zero_info(f"{type(self).__name__} resume: {describe_change(name, change)}; {kind}")
+        # restored optimizer states carry the checkpoint's lr, betas, ...: the configured ones are set at start
+        self._apply_optimizer_settings_at_start = any(root_setting(name) in self.allowed_resume_changes
+                                                      for name in changes)
+
+    def on_train_start(self) -> None:
+        if self._apply_optimizer_settings_at_start:
+            self._apply_optimizer_settings_at_start = False
+            self.apply_configured_optimizer_settings()
+        if self.budget_reached():
+            name, taken, limit = self.step_budget()
+            rank_zero_info(f"{type(self).__name__}: this run is already finished ({self.progress()}, {name}="
+                           f"{limit}); nothing to train. Raise {name} to train longer.")
+            self.trainer.should_stop = True
+
+    def apply_configured_optimizer_settings(self) -> None:
+        """Every optimizer's hyper-parameters (lr, betas, ...) as configured, its state (moments) kept."""
+        for name, (params, factory) in self._optimizer_specs.items():
+            configured = factory(params()).param_groups
+            for group, wanted in zip(self.optimizer(name).param_groups, configured, strict=True):
+                group.update({key: value for key, value in wanted.items() if key != "params"})
+
+
+def fit_is_finished(trainer: L.Trainer) -> bool:
+    """True at the start of ``fit`` when there is nothing to train: a resumed run at its step or epoch limit, or
+    a stop request (the model's own budget)."""
+    if trainer.should_stop:
+        return True
+    if trainer.max_epochs not in (None, -1) and trainer.current_epoch >= trainer.max_epochs:
+        return True
+    return trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps
 
 
 def fit_ends_after_this_epoch(trainer: L.Trainer) -> bool:

@@ -1,8 +1,14 @@
-"""Checkpoint checks with errors that say what is wrong, before Lightning's own loading."""
+"""Files the zoo writes whole or not at all, reads with errors that name them, and the rules for resuming a run.
+
+Torch only (no Lightning): model checkpoints, the OT solver's state, the reference-statistics cache and the
+classifier extractors all go through :func:`atomic_save` and :func:`load_plain`.
+"""
 
 from __future__ import annotations
 
+import os
 import pickle
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -10,18 +16,73 @@ from typing import Any
 import torch
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True`` (no arbitrary pickled code runs) or raise a ValueError
-    that names the file and says whether it is missing, truncated/corrupt or not a genzoo checkpoint."""
+# ---- writing -------------------------------------------------------------------------------------------------
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file in ``path``'s own directory, fsync, then ``os.replace``: ``path`` holds
+    the old file or the new one, never a partial one, even when the disk fills or the process dies mid-write.
+
+    The temporary file must be on the destination's filesystem: a rename across filesystems (Lightning's
+    default writes to ``$TMPDIR`` first) degrades to a copy over the destination, which is not atomic."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(obj, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)  # the rename itself survives a power cut
+    return path
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        handle = os.open(directory, os.O_RDONLY)
+    except OSError:  # not possible on every platform or filesystem; the data itself is already synced
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
+
+
+# ---- reading -------------------------------------------------------------------------------------------------
+def load_plain(path: str | Path, what: str = "file") -> Any:
+    """``torch.load(weights_only=True)`` on CPU (no pickled code runs). Errors name the file and the problem:
+    FileNotFoundError when missing; ValueError "refused" for pickled Python objects, "not readable (truncated or
+    corrupt?)" for anything else torch cannot read."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise FileNotFoundError(f"{what} {path} does not exist")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(f"checkpoint {path} is not a readable checkpoint (truncated or corrupt? "
-                         f"{path.stat().st_size} bytes): {message}") from error
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "global" in str(error).lower():  # torch's weights-only unpickler met a class or function
+            raise ValueError(f"{what} {path} refused: not a plain-tensor file (it holds pickled Python objects, "
+                             "which would run code when loaded; load it with torch.load(weights_only=False) "
+                             "only if you trust where it came from)") from error
+        raise _unreadable(path, what, "its bytes do not unpickle as a torch.save file") from error
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
+        raise _unreadable(path, what, error) from error
+
+
+def _unreadable(path: Path, what: str, error: Exception | str) -> ValueError:
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    message = lines[0] if lines else type(error).__name__
+    return ValueError(f"{what} {path} is not readable (truncated or corrupt? {path.stat().st_size} bytes): "
+                      f"{message}")
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A genzoo Lightning checkpoint, or an error naming the file: missing, refused, truncated/corrupt, not a
+    Lightning checkpoint, or not written by a genzoo model."""
+    checkpoint = load_plain(path, "checkpoint")
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"checkpoint {path} is not a readable Lightning checkpoint (no state_dict)")
     require_zoo_section(checkpoint, f"checkpoint {path}")
@@ -31,3 +92,55 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def require_zoo_section(checkpoint: dict[str, Any], what: str = "this checkpoint") -> None:
     if "zoo" not in checkpoint:
         raise ValueError(f"{what} was not written by a genzoo model (no 'zoo' section)")
+
+
+# ---- resuming ------------------------------------------------------------------------------------------------
+def changed_settings(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{dotted name: (saved value, current value)}`` for the init arguments that differ between a checkpoint's
+    hyper-parameters and the model's, nested configs compared leaf by leaf (``generator.init_args.width``).
+
+    Lightning's bookkeeping (names starting with ``_``) and values that are not plain data (objects passed in
+    from Python; their shapes are still checked when the state dict loads) are not compared."""
+    saved_leaves, current_leaves = _leaves(saved), _leaves(current)
+    changes = {}
+    for name in sorted(saved_leaves.keys() | current_leaves.keys()):
+        old, new = saved_leaves.get(name, _MISSING), current_leaves.get(name, _MISSING)
+        if old is _OPAQUE or new is _OPAQUE or old == new:
+            continue
+        changes[name] = (old, new)
+    return changes
+
+
+def describe_change(name: str, change: tuple[Any, Any]) -> str:
+    old, new = (("(absent)" if value is _MISSING else repr(value)) for value in change)
+    return f"{name}: {old} in the checkpoint, {new} now"
+
+
+def root_setting(name: str) -> str:
+    """The init argument a dotted leaf belongs to (``generator_optimizer.init_args.lr`` → ``generator_optimizer``)."""
+    return name.split(".", 1)[0]
+
+
+_MISSING, _OPAQUE = object(), object()
+
+
+def _leaves(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        leaves: dict[str, Any] = {}
+        for key, item in value.items():
+            if not prefix and str(key).startswith("_"):
+                continue
+            leaves.update(_leaves(item, f"{prefix}{key}."))
+        return leaves
+    return {prefix[:-1]: _plain(value)}
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple, dict)):
+        items = [_plain(item) for item in (value.values() if isinstance(value, dict) else value)]
+        if any(item is _OPAQUE for item in items):
+            return _OPAQUE
+        return dict(zip(value, items, strict=True)) if isinstance(value, dict) else items
+    return _OPAQUE

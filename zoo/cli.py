@@ -19,16 +19,29 @@ class ZooCLI(LightningCLI):
         # the data decides the shapes and value range the networks are built for
         parser.link_arguments("data.data_shape", "model.init_args.data_shape", apply_on="instantiate")
         parser.link_arguments("data.value_range", "model.init_args.value_range", apply_on="instantiate")
+        parser.add_argument(
+            "--allow_changed", type=str | None, default=None,
+            help="With --ckpt_path: comma-separated model init arguments that may differ from the checkpoint's "
+                 "(e.g. generator_optimizer,critic_optimizer to fine-tune with another learning rate). Budgets "
+                 "(max_generator_steps, max_outer_steps) always take this run's value.")
 
     def _parse_ckpt_path(self) -> None:
-        # LightningCLI reads the checkpoint's hyper-parameters here, before anything else touches it:
-        # check it first so a missing, truncated or foreign file gets an error that says so (one extra read;
-        # a foreign file would otherwise fail deep in Lightning with a KeyError)
+        # Lightning's version replaces the model's config with the checkpoint's saved hyper-parameters, class
+        # included, so the command line is silently ignored on resume. Here the command line builds the model and
+        # GenerativeModel.check_resumable compares it with the checkpoint when it loads. Only read the file now,
+        # so a missing, corrupt or foreign one fails before any data is loaded.
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path not in (None, "last", "best", "hpc", "registry"):
             read_checkpoint(ckpt_path)
-        super()._parse_ckpt_path()
+
+    def before_fit(self) -> None:
+        allowed = {name.strip() for name in (self.config["fit"].get("allow_changed") or "").split(",")} - {""}
+        known = {name for name in self.model.hparams if not name.startswith("_")}
+        if allowed - known:
+            raise ValueError(f"--allow_changed names {sorted(allowed - known)}, which are not init arguments of "
+                             f"{type(self.model).__name__}; they are: {', '.join(sorted(known))}")
+        self.model.allowed_resume_changes = frozenset(allowed)
 
 
 def config_with_callback_args(config: str | Path, directory: str | Path, class_path: str, **init_args) -> Path:

@@ -33,6 +33,8 @@ import torch
 import torch.distributed as dist
 from torch.quasirandom import SobolEngine
 
+from zoo.checkpoints import atomic_save, load_plain
+
 Sampler = Literal["sobol", "scrambled_sobol", "random"]
 SAMPLERS = ("sobol", "scrambled_sobol", "random")
 #: scores held at once: chunk_size x N (padded) values, 32 MiB in float32
@@ -40,8 +42,12 @@ SCORE_BUDGET = 2**23
 
 
 def _box(low: float | torch.Tensor, high: float | torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    low = torch.as_tensor(low, dtype=torch.float64).expand(dim).clone()
-    high = torch.as_tensor(high, dtype=torch.float64).expand(dim).clone()
+    for name, bound in (("low", low), ("high", high)):
+        if torch.as_tensor(bound).numel() not in (1, dim):
+            raise ValueError(f"the source box's {name} has {torch.as_tensor(bound).numel()} coordinates, but the "
+                             f"targets have dimension {dim}: give one number or {dim}")
+    low = torch.as_tensor(low, dtype=torch.float64).reshape(-1).expand(dim).clone()
+    high = torch.as_tensor(high, dtype=torch.float64).reshape(-1).expand(dim).clone()
     if not bool((high > low).all()):
         raise ValueError(f"the source box needs high > low in every coordinate, got low={low.tolist()[:4]}..., "
                          f"high={high.tolist()[:4]}...")
@@ -262,6 +268,10 @@ class SemiDiscreteOT:
         if state.get("fingerprint") != self.fingerprint():
             raise ValueError("this OT solver state belongs to a different problem (targets, weights, source box "
                              "or sampler differ); start a fresh solve")
+        for name in ("h", "adam_m", "adam_v"):
+            if not torch.is_tensor(state.get(name)) or state[name].shape != (self.num_targets,):
+                raise ValueError(f"this OT solver state's {name} is not a vector of the {self.num_targets} targets' "
+                                 f"length (got {getattr(state.get(name), 'shape', None)})")
         self.h = state["h"].to(self.device, torch.float64)
         self.adam_m = state["adam_m"].to(self.device, torch.float64)
         self.adam_v = state["adam_v"].to(self.device, torch.float64)
@@ -365,12 +375,7 @@ class SemiDiscreteOT:
         max_steps = self.max_steps if max_steps is None else max_steps
         rank = _shard()[0]
         if checkpoint is not None and Path(checkpoint).is_file():
-            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-            if state.get("fingerprint") == self.fingerprint():
-                self.load_state_dict(state)
-            else:  # left by a run on other codes (another seed, more training): not ours to resume
-                warnings.warn(f"{checkpoint} holds the state of another OT problem; solving from scratch and "
-                              "overwriting it", stacklevel=2)
+            self._resume_from(Path(checkpoint))
         start, history, stats = time.perf_counter(), [], None
         while self.step_count < max_steps:
             stats = self.step()
@@ -380,22 +385,30 @@ class SemiDiscreteOT:
             if stats["converged"]:
                 break
             if checkpoint is not None and rank == 0 and self.step_count % checkpoint_every == 0:
-                _atomic_save(self.state_dict(), Path(checkpoint))
+                atomic_save(self.state_dict(), checkpoint)
         if stats is None or not stats["converged"]:  # report the final h, not the one before the last step
             stats = self.statistics()
         if checkpoint is not None and rank == 0:
-            _atomic_save(self.state_dict(), Path(checkpoint))
+            atomic_save(self.state_dict(), checkpoint)
         return SolveResult(converged=stats["error"] <= self.tolerance, steps=self.step_count,
                            error=stats["error"], grad_norm=stats["grad_norm"], empty_cells=stats["empty_cells"],
                            num_samples=self.num_samples, lr=self.lr, seconds=time.perf_counter() - start,
                            history=history)
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    def _resume_from(self, path: Path) -> None:
+        """Continue from a saved state of this problem. The file only saves time, so one that is unreadable or
+        belongs to another problem (another seed, more training) is reported and overwritten by a fresh solve."""
+        try:
+            state = load_plain(path, "OT solver state")
+            if not isinstance(state, dict):
+                raise ValueError(f"OT solver state {path} is not a solver state dict")
+            if state.get("fingerprint") != self.fingerprint():
+                raise ValueError(f"OT solver state {path} holds the state of another OT problem")
+            self.load_state_dict(state)
+        except ValueError as error:
+            self.reset()
+            warnings.warn(f"{error}; solving from scratch and overwriting it", stacklevel=3)
 
 
 # ---- the transport map and its singularity-aware extension ---------------------------------------------------
@@ -405,6 +418,9 @@ def top_cells(points: torch.Tensor, targets: torch.Tensor, potential: torch.Tens
     """Indices [n, k] of the k highest ⟨x, y_i⟩ + h_i per point, best first, chunked over points."""
     if points.ndim != 2 or points.shape[1] != targets.shape[1]:
         raise ValueError(f"points must be shaped (n, {targets.shape[1]}), got {tuple(points.shape)}")
+    if potential.shape != (len(targets),):
+        raise ValueError(f"the potential has shape {tuple(potential.shape)}, but there are {len(targets)} targets: "
+                         "one value per target is needed")
     k = min(k, len(targets))
     chunk_size = chunk_size or default_chunk_size(len(targets))
     points = points.to(targets.device, targets.dtype)

@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from zoo.checkpoints import load_plain
+
 EXTRACTORS: dict[str, Callable[[str | None], FeatureExtractor]] = {}
 
 
@@ -90,12 +92,6 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def read_torch_file(path: Path, what: str):
-    """``torch.load(weights_only=True)`` on CPU; a truncated or foreign file is a ValueError naming it."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for truncated or foreign files
-        raise ValueError(f"{what}: {path} is not a readable PyTorch weights file ({error})") from error
 
 
 def load_state_dict_file(path: str | Path, what: str) -> dict[str, torch.Tensor]:
@@ -103,7 +99,7 @@ def load_state_dict_file(path: str | Path, what: str) -> dict[str, torch.Tensor]
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"{what}: no weights file at {path}")
-    state = read_torch_file(path, what)
+    state = load_plain(path, what)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -27,7 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .base import FeatureExtractor, file_sha256, read_torch_file, register_extractor, to_unit_range
+from zoo.checkpoints import atomic_save, load_plain
+
+from .base import FeatureExtractor, file_sha256, register_extractor, to_unit_range
 
 CHECKPOINT_FORMAT = "genzoo-classifier"
 CHECKPOINT_VERSION = 1
@@ -134,13 +136,7 @@ def save_classifier(path: str | Path, net: ClassifierNet, data_name: str, accura
         "data": str(data_name),
         "test_accuracy": float(accuracy),
     }
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(checkpoint, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
+    return atomic_save(checkpoint, path)
 
 
 def load_classifier(path: str | Path, data_name: str | None = None) -> tuple[ClassifierNet, dict]:
@@ -152,7 +148,7 @@ def load_classifier(path: str | Path, data_name: str | None = None) -> tuple[Cla
     what = "classifier feature extractor"
     if not path.is_file():
         raise FileNotFoundError(f"{what}: no checkpoint at {path}. Train one with: {train_command(path, data_name)}")
-    checkpoint = read_torch_file(path, what)
+    checkpoint = load_plain(path, what)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise ValueError(f"{what}: {path} is not a genzoo classifier checkpoint (format {found!r}, expected "
