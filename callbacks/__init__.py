@@ -1,9 +1,10 @@
 """Training callbacks: evaluation metrics (FID, KID, precision/recall, PRD, memorisation, reconstruction FID),
 sample visualisation, autoencoder interpolations and nearest training neighbours, and mode-coverage metrics,
-logged to whatever loggers exist, and step checkpoints."""
+logged to whatever loggers exist; step checkpoints written atomically, and a guard against divergence."""
 
 from callbacks.autoencoder import LatentInterpolation, NearestNeighbours
-from callbacks.checkpoint import StepCheckpoint
+from callbacks.checkpoint import AtomicCheckpointIO, StepCheckpoint
+from callbacks.divergence import DivergenceGuard
 from callbacks.evaluation import Evaluation, Evaluator
 from callbacks.flat import EquivarianceScore, LatentTraversal, equivariance_score
 from callbacks.logging import PeriodicCallback, figure_to_array, log_image, log_metrics
@@ -12,6 +13,8 @@ from callbacks.samples import SampleGrid, isolated_sample
 from callbacks.schedules import FreezeEncoder, OctaveBetaSchedule
 
 __all__ = [
+    "AtomicCheckpointIO",
+    "DivergenceGuard",
     "EquivarianceScore",
     "Evaluation",
     "Evaluator",

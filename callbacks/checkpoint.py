@@ -46,6 +46,8 @@ class StepCheckpoint(ModelCheckpoint):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._last_step_bucket = 0
+        self._first_step = 0  # global step at the start of this fit
+        self._saved_at_stop: tuple[int, bool] | None = None  # (global step, model ready to sample) of that save
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
@@ -54,13 +56,24 @@ class StepCheckpoint(ModelCheckpoint):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
+        self._first_step = trainer.global_step
         if self._every_n_train_steps >= 1:  # a resumed run counts from where it stopped
             self._last_step_bucket = trainer.global_step // self._every_n_train_steps
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
                            batch_idx: int) -> None:
-        if pl_module.automatic_optimization or self._every_n_train_steps < 1:
+        if pl_module.automatic_optimization:
             return super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        self._save_on_step_multiple(trainer)
+        if self.save_last and not trainer.fast_dev_run and stops_after_this_batch(trainer):
+            # A budget that ends the run mid-epoch: last.ckpt holds this mid-epoch state, so a resume with a larger
+            # budget continues the epoch's batches exactly as a run given that budget from the start would.
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            self._saved_at_stop = (trainer.global_step, getattr(pl_module, "ready_to_sample", True))
+
+    def _save_on_step_multiple(self, trainer: L.Trainer) -> None:
+        if self._every_n_train_steps < 1:
+            return
         bucket = trainer.global_step // self._every_n_train_steps
         if bucket <= self._last_step_bucket:
             return
@@ -75,7 +88,17 @@ class StepCheckpoint(ModelCheckpoint):
         self._save_last_checkpoint(trainer, candidates)
         self._last_time_checked = time.monotonic()
 
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_step > self._first_step:  # a finished run resumed as it was writes nothing
+            super().on_train_end(trainer, pl_module)
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
-        if self.save_last and not trainer.fast_dev_run and fit_ends_after_this_epoch(trainer):
+        unchanged = self._saved_at_stop == (trainer.global_step, getattr(pl_module, "ready_to_sample", True))
+        if self.save_last and not trainer.fast_dev_run and fit_ends_after_this_epoch(trainer) and not unchanged:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+def stops_after_this_batch(trainer: L.Trainer) -> bool:
+    """True in ``on_train_batch_end`` when fit stops after this batch on a stop request or ``max_steps``."""
+    return trainer.should_stop or (trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps)

@@ -1,6 +1,13 @@
 """Datamodules of the zoo: dict batches ``{"x": ..., "label"?: ..., "tangents"?: ...}`` (see ``base``)."""
 
-from .base import DataNotFoundError, DictDataset, ResumableSampler, TensorDictDataset, ZooDataModule
+from .base import (
+    DataNotFoundError,
+    DictDataset,
+    ResumableSampler,
+    TensorDictDataset,
+    UnreadableImageError,
+    ZooDataModule,
+)
 from .images import (
     CIFAR10,
     MNIST,
@@ -32,6 +39,7 @@ def build_datamodule(name: str, **settings) -> ZooDataModule:
 
 
 __all__ = [
+    "UnreadableImageError",
     "BY_NAME",
     "build_datamodule",
     "CIFAR10",

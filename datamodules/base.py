@@ -20,6 +20,14 @@ class DataNotFoundError(FileNotFoundError):
     """Raised when a dataset's files are missing and cannot be downloaded."""
 
 
+class UnreadableImageError(OSError):
+    """An image file that cannot be decoded (truncated, corrupt, not an image); the message names it."""
+
+    def __init__(self, message: str, path: str | None = None, reason: str | None = None) -> None:
+        super().__init__(message)  # one positional argument: DataLoader workers re-raise it from the message
+        self.path, self.reason = path, reason
+
+
 class DictDataset(Dataset):
     """Wraps a dataset of ``(x, label)`` pairs (torchvision style) into dict samples."""
 

@@ -19,18 +19,20 @@ import gzip
 import os
 import socket
 import struct
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from urllib.error import URLError
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch.utils.data import Dataset, Subset
 from torchvision import datasets as tv_datasets
 from torchvision.datasets.utils import check_integrity
 from torchvision.transforms import v2
 
-from .base import DataNotFoundError, DictDataset, TensorDictDataset, ZooDataModule
+from .base import DataNotFoundError, DictDataset, TensorDictDataset, UnreadableImageError, ZooDataModule
 
 DOWNLOAD_SOCKET_TIMEOUT_S = 60.0
 CELEBA_CROPS = ("2stage", "center140", "none")
@@ -380,17 +382,55 @@ class CelebA(ImageDataModule):
 # local images
 
 
+def load_rgb(path: str) -> Image.Image:
+    """The ImageFolder loader, with an error that names the file when it cannot be decoded."""
+    try:
+        with open(path, "rb") as file:
+            return Image.open(file).convert("RGB")
+    except (OSError, SyntaxError) as error:  # PIL's errors for truncated, corrupt and non-image files
+        raise UnreadableImageError(f"image {path} cannot be read: {error} (fix or remove the file, or set the "
+                                   "datamodule's skip_unreadable: true to skip such files with a warning)",
+                                   path, str(error)) from error
+
+
+class SkipUnreadable(Dataset):
+    """A split of image samples where an unreadable file is replaced by the split's next readable sample, with a
+    warning naming it (once per file and process; ``skipped`` holds the paths)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        self.skipped: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int):
+        for offset in range(len(self)):
+            try:
+                return self.dataset[(index + offset) % len(self)]
+            except UnreadableImageError as error:
+                if error.path not in self.skipped:
+                    self.skipped.add(error.path)
+                    warnings.warn(f"skipping unreadable image {error.path} ({error.reason}); {len(self.skipped)} "
+                                  "skipped so far in this process", stacklevel=2)
+        raise UnreadableImageError(f"no image of this split can be read ({len(self.skipped)} tried)")
+
+
 class ImageFolderDataModule(ImageDataModule):
     """Any ``root/<class>/<image>`` tree (torchvision ImageFolder), resized to ``image_size`` square.
 
     ``crop="center"`` resizes the short side then centre-crops; ``"none"`` squashes the whole image.
     ``val_size``/``test_size`` (counts or fractions) are split off deterministically from ``seed``. Samples
-    carry the class index as ``"label"``."""
+    carry the class index as ``"label"``.
+
+    An image that cannot be decoded (truncated download, corrupt file) stops the run with an
+    :class:`UnreadableImageError` naming it; with ``skip_unreadable`` it is replaced by the next readable image of
+    its split and a warning names it (large scraped folders often hold a few such files)."""
 
     def __init__(self, root: str, batch_size: int = 64, num_workers: int = 0, seed: int = 0,
                  value_range: tuple[float, float] = (-1.0, 1.0), image_size: int = 64, crop: str = "center",
                  channels: int = 3, val_size: int | float = 0.05, test_size: int | float = 0.05,
-                 train_subset: int | None = None) -> None:
+                 train_subset: int | None = None, skip_unreadable: bool = False) -> None:
         super().__init__(data_dir=root, batch_size=batch_size, num_workers=num_workers, seed=seed,
                          value_range=value_range, download=False, train_subset=train_subset)
         validate_image_size(image_size)
@@ -406,6 +446,7 @@ class ImageFolderDataModule(ImageDataModule):
         self.channels = channels
         self.val_size = val_size
         self.test_size = test_size
+        self.skip_unreadable = bool(skip_unreadable)
 
     @property
     def data_shape(self) -> tuple[int, ...]:
@@ -427,13 +468,14 @@ class ImageFolderDataModule(ImageDataModule):
             raise DataNotFoundError(f"ImageFolderDataModule: root {Path(self.root).resolve()} is not a "
                                     f"directory (expected the layout {layout})")
         try:
-            full = tv_datasets.ImageFolder(self.root, transform=self.transform(self.pil_steps()))
+            full = tv_datasets.ImageFolder(self.root, transform=self.transform(self.pil_steps()), loader=load_rgb)
         except FileNotFoundError as err:  # no class folders, or no image files in them
             raise DataNotFoundError(f"ImageFolderDataModule: no images found under "
                                     f"{Path(self.root).resolve()} (expected the layout {layout}): {err}") from err
-        train, val, test = split_train_val_test(full, self.val_size, self.test_size, self.split_generator())
-        return (DictDataset(train), DictDataset(val) if val is not None else None,
-                DictDataset(test) if test is not None else None)
+        splits = split_train_val_test(full, self.val_size, self.test_size, self.split_generator())
+        wrap = SkipUnreadable if self.skip_unreadable else (lambda split: split)
+        train, val, test = (DictDataset(wrap(split)) if split is not None else None for split in splits)
+        return train, val, test
 
 
 class Digits(ImageDataModule):

@@ -26,6 +26,10 @@ class NonFiniteError(RuntimeError):
     """A loss or parameter became NaN/inf: training stops and the last good checkpoint is kept."""
 
 
+class DivergenceError(NonFiniteError):
+    """Parameters grew far past any healthy run's while finite (:class:`callbacks.DivergenceGuard`)."""
+
+
 class GenerativeModel(L.LightningModule):
     """Base class: subclasses register their networks' optimizers with :meth:`add_optimizer` and implement
     ``training_step`` with :meth:`update`; generation goes through :attr:`sampling_network`."""

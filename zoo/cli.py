@@ -9,6 +9,7 @@ from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 
+from callbacks.divergence import DivergenceGuard
 from datamodules.base import ZooDataModule
 from zoo.base import GenerativeModel
 from zoo.checkpoints import read_checkpoint
@@ -19,6 +20,8 @@ class ZooCLI(LightningCLI):
         # the data decides the shapes and value range the networks are built for
         parser.link_arguments("data.data_shape", "model.init_args.data_shape", apply_on="instantiate")
         parser.link_arguments("data.value_range", "model.init_args.value_range", apply_on="instantiate")
+        # always on in `zoo fit` (a config or the command line tunes it; max_abs_parameter: null turns it off)
+        parser.add_lightning_class_args(DivergenceGuard, "divergence_guard")
         parser.add_argument(
             "--allow_changed", type=str | None, default=None,
             help="With --ckpt_path: comma-separated model init arguments that may differ from the checkpoint's "
