@@ -103,7 +103,7 @@ def step_checkpoints(root: Path) -> list[Path]:
 # ---- SIGKILL and resume ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("model", ["wgan_gp", "flexae_sr"])
 def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(model, tmp_path):
-    build, steps, kill_after = {"wgan_gp": (wgan_gp, 12, 2), "flexae_sr": (flexae_sr, 4, 2)}[model]
+    build, steps, kill_after = {"wgan_gp": (wgan_gp, 12, 2), "flexae_sr": (flexae_sr, 3, 2)}[model]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     run_to_end(build(whole, steps))
     # killed once two step checkpoints exist, at some point in a critic cycle (each 7 or 5 optimizer steps)
