@@ -87,7 +87,9 @@ class ResumableSampler(DistributedSampler):
 
 
 class ZooDataModule(L.LightningDataModule):
-    """Shared base: splits, loaders, seeding and the value-range contract.
+    """The data, any genzoo datamodule (``--data.help datamodules.Digits`` lists one datamodule's options).
+
+    The shared base: splits, loaders, seeding and the value-range contract.
 
     Subclasses implement :meth:`build_datasets` (returning dict-sample datasets for train/val/test) and
     :attr:`data_shape`. ``value_range`` is the range models must generate in (images: ``(-1, 1)`` by default).

@@ -18,7 +18,14 @@ from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
-from zoo.checkpoints import changed_settings, describe_change, require_zoo_section, root_setting
+from zoo.checkpoints import (
+    INSTANTIATOR,
+    changed_settings,
+    describe_change,
+    plain_config,
+    require_zoo_section,
+    root_setting,
+)
 from zoo.types import OptimizerFactory
 
 
@@ -31,8 +38,10 @@ class DivergenceError(NonFiniteError):
 
 
 class GenerativeModel(L.LightningModule):
-    """Base class: subclasses register their networks' optimizers with :meth:`add_optimizer` and implement
-    ``training_step`` with :meth:`update`; generation goes through :attr:`sampling_network`."""
+    """The model, any genzoo model (``--model.help zoo.wgan.WGANGP`` lists one model's options).
+
+    Subclasses register their networks' optimizers with :meth:`add_optimizer` and implement ``training_step``
+    with :meth:`update`; generation goes through :attr:`sampling_network`."""
 
     #: How many fp16 steps in a row may overflow before we call it divergence (the GradScaler skips them).
     max_overflow_streak = 20
@@ -205,6 +214,11 @@ class GenerativeModel(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.check_parameters_finite()
+        if checkpoint.get("hyper_parameters") and "_instantiator" not in checkpoint["hyper_parameters"]:
+            # built in Python: partials and classes saved as class-path configs, so the checkpoint loads with
+            # weights_only=True and load_from_checkpoint instantiates them as the CLI does
+            checkpoint["hyper_parameters"] = {**plain_config(dict(checkpoint["hyper_parameters"])),
+                                              "_instantiator": INSTANTIATOR}
         checkpoint["zoo"] = {"noise_seed": self.noise_seed,
                              "class_path": f"{type(self).__module__}.{type(self).__qualname__}"}
 

@@ -6,6 +6,8 @@ classifier extractors all go through :func:`atomic_save` and :func:`load_plain`.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import pickle
 import tempfile
@@ -94,14 +96,47 @@ def require_zoo_section(checkpoint: dict[str, Any], what: str = "this checkpoint
         raise ValueError(f"{what} was not written by a genzoo model (no 'zoo' section)")
 
 
+# ---- hyper-parameters in a safe form ---------------------------------------------------------------------------
+#: what Lightning's ``load_from_checkpoint`` calls to build a model from class-path configs (jsonargparse)
+INSTANTIATOR = "lightning.pytorch.cli.instantiate_module"
+
+
+def plain_config(value: Any) -> Any:
+    """``value`` as data a ``weights_only`` load accepts and the CLI's parser can instantiate: a
+    ``functools.partial`` of a class becomes ``{class_path, init_args}``, a class or function its import path,
+    tuples lists, a dtype or device its name. Raises TypeError for anything else (an object has no such form)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [plain_config(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): plain_config(item) for key, item in value.items()}
+    if isinstance(value, functools.partial) and not value.args:
+        return {"class_path": import_path(value.func), "init_args": plain_config(dict(value.keywords))}
+    if isinstance(value, type) or inspect.isfunction(value):
+        return import_path(value)
+    if isinstance(value, (torch.dtype, torch.device)):
+        return str(value).removeprefix("torch.")
+    raise TypeError(f"{type(value).__name__} has no plain form (pass a class, functools.partial(cls, **kwargs) "
+                    "or a class-path dict instead of an object)")
+
+
+def import_path(obj: Any) -> str:
+    path = f"{obj.__module__}.{obj.__qualname__}"
+    if "<locals>" in path:
+        raise TypeError(f"{path} is defined inside a function and cannot be imported when the checkpoint loads")
+    return path
+
+
 # ---- resuming ------------------------------------------------------------------------------------------------
 def changed_settings(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """``{dotted name: (saved value, current value)}`` for the init arguments that differ between a checkpoint's
     hyper-parameters and the model's, nested configs compared leaf by leaf (``generator.init_args.width``).
 
-    Lightning's bookkeeping (names starting with ``_``) and values that are not plain data (objects passed in
-    from Python; their shapes are still checked when the state dict loads) are not compared."""
-    saved_leaves, current_leaves = _leaves(saved), _leaves(current)
+    Settings given from Python compare in their :func:`plain_config` form (a ``functools.partial`` as its class
+    path and arguments). Lightning's bookkeeping (names starting with ``_``) and objects without a plain form are
+    not compared (their shapes are still checked when the state dict loads)."""
+    saved_leaves, current_leaves = _leaves(_plain_or_opaque(saved)), _leaves(_plain_or_opaque(current))
     changes = {}
     for name in sorted(saved_leaves.keys() | current_leaves.keys()):
         old, new = saved_leaves.get(name, _MISSING), current_leaves.get(name, _MISSING)
@@ -132,15 +167,14 @@ def _leaves(value: Any, prefix: str = "") -> dict[str, Any]:
                 continue
             leaves.update(_leaves(item, f"{prefix}{key}."))
         return leaves
-    return {prefix[:-1]: _plain(value)}
+    return {prefix[:-1]: value}
 
 
-def _plain(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple, dict)):
-        items = [_plain(item) for item in (value.values() if isinstance(value, dict) else value)]
-        if any(item is _OPAQUE for item in items):
-            return _OPAQUE
-        return dict(zip(value, items, strict=True)) if isinstance(value, dict) else items
-    return _OPAQUE
+def _plain_or_opaque(value: Any) -> Any:
+    """:func:`plain_config`, with objects that have no plain form (anywhere inside) marked as not comparable."""
+    if isinstance(value, dict):
+        return {str(key): _plain_or_opaque(item) for key, item in value.items()}
+    try:
+        return plain_config(value)
+    except TypeError:
+        return _OPAQUE

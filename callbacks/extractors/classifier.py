@@ -121,7 +121,8 @@ def resolve_checkpoint(argument: str) -> Path:
 def train_command(path: Path, data_name: str | None = None) -> str:
     if data_name is None:
         data_name = path.stem if path.stem in TRAINABLE_DATA else "{" + ",".join(TRAINABLE_DATA) + "}"
-    return f"python -m callbacks.extractors.train --data {data_name} --out {path}"
+    data_dir = "" if data_name == "digits" else " --data_dir DATA_DIR"  # where the datamodule finds its files
+    return f"python -m callbacks.extractors.train --data {data_name}{data_dir} --out {path}"
 
 
 def save_classifier(path: str | Path, net: ClassifierNet, data_name: str, accuracy: float) -> Path:
