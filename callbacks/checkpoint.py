@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -39,7 +40,8 @@ class StepCheckpoint(ModelCheckpoint):
     With ``save_last``, the state at the end of fitting always reaches ``last.ckpt``, even between step
     multiples (AE-OT solves its transport map in the last epoch-end hook, just before this one).
 
-    Files are written by :class:`AtomicCheckpointIO` (installed at setup unless the trainer has its own
+    Files go to ``dirpath``, by default ``<trainer.default_root_dir>/checkpoints`` whatever the loggers, and are
+    written by :class:`AtomicCheckpointIO` (installed at setup unless the trainer has its own
     CheckpointIO plugin).
     """
 
@@ -50,6 +52,8 @@ class StepCheckpoint(ModelCheckpoint):
         self._saved_at_stop: tuple[int, bool] | None = None  # (global step, model ready to sample) of that save
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.dirpath is None:  # the run directory, not a logger's (W&B's would bury it under <project>/<id>)
+            self.dirpath = str(Path(trainer.default_root_dir) / "checkpoints")
         super().setup(trainer, pl_module, stage)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # a user's own CheckpointIO is kept
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()

@@ -15,7 +15,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
@@ -51,27 +51,20 @@ def _close(fig: Figure) -> None:
         pyplot.close(fig)
 
 
-def _is_image_logger(logger: Logger) -> bool:
-    return isinstance(logger, WandbLogger | TensorBoardLogger)
+def run_dir(trainer: L.Trainer) -> Path:
+    """The run's own directory, ``trainer.default_root_dir``, whatever the loggers: checkpoints, ``images/`` and
+    ``evaluation.jsonl`` live here (``zoo fit`` gives each run its own, see :func:`zoo.cli.choose_run_dir`)."""
+    return Path(trainer.default_root_dir)
 
 
 def image_dir(trainer: L.Trainer) -> Path:
-    """Where PNGs go: ``<first logger's log_dir, else trainer.default_root_dir>/images``.
-
-    Not ``trainer.log_dir``: that broadcasts across ranks and would hang when only rank zero calls it."""
-    for logger in trainer.loggers:
-        log_dir = getattr(logger, "log_dir", None)
-        if log_dir is not None:
-            return Path(log_dir) / "images"
-    return Path(trainer.default_root_dir) / "images"
+    return run_dir(trainer) / "images"
 
 
 def log_image(trainer: L.Trainer, key: str, image: np.ndarray | torch.Tensor, step: int | None = None,
-              save_png: bool | None = None) -> Path | None:
-    """Log ``image`` under ``key`` to every image-capable logger of ``trainer`` (rank zero only).
-
-    ``save_png``: ``None`` writes a PNG only when no logger can take images; ``True``/``False`` force it.
-    Returns the PNG path if one was written."""
+              save_png: bool = True) -> Path | None:
+    """Log ``image`` under ``key`` to every image-capable logger of ``trainer`` and, unless ``save_png`` is
+    False, as a PNG in the run directory's ``images/`` (rank zero only). Returns the PNG path if one was written."""
     if not trainer.is_global_zero:
         return None
     step = trainer.global_step if step is None else step
@@ -81,8 +74,6 @@ def log_image(trainer: L.Trainer, key: str, image: np.ndarray | torch.Tensor, st
             logger.log_image(key=key, images=[array], step=step)
         elif isinstance(logger, TensorBoardLogger):
             logger.experiment.add_image(key, array, global_step=step, dataformats="HWC")
-    if save_png is None:
-        save_png = not any(_is_image_logger(logger) for logger in trainer.loggers)
     if not save_png:
         return None
     path = image_dir(trainer) / f"{key.replace('/', '_')}_step{step}.png"

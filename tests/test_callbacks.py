@@ -232,7 +232,7 @@ def test_figure_to_array_renders_and_closes_pyplot_figures():
     assert fig.number not in plt.get_fignums()
 
 
-def test_log_image_uses_image_loggers_and_png_fallback(tmp_path):
+def test_log_image_uses_image_loggers_and_always_writes_a_png(tmp_path):
     class RecordingTensorBoard(TensorBoardLogger):
         """Records add_image calls instead of writing events."""
 
@@ -246,13 +246,11 @@ def test_log_image_uses_image_loggers_and_png_fallback(tmp_path):
     image = torch.rand(3, 5, 7)
     trainer = SimpleNamespace(is_global_zero=True, global_step=7, default_root_dir=str(tmp_path),
                               loggers=[tensorboard])
-    assert log_image(trainer, "a/b", image) is None  # an image logger exists: no PNG by default
+    path = log_image(trainer, "a/b", image)  # to the image logger and as a PNG in the run directory
     (key, array), kwargs = calls[0]
     assert key == "a/b" and array.shape == (5, 7, 3) and kwargs == {"global_step": 7, "dataformats": "HWC"}
-
-    trainer.loggers = []
-    path = log_image(trainer, "a/b", image)
     assert path == tmp_path / "images" / "a_b_step7.png"
+    assert log_image(trainer, "a/b", image, step=9, save_png=False) is None
     np.testing.assert_array_equal(read_png(path), (image * 255).round().byte().permute(1, 2, 0).numpy())
 
     trainer.is_global_zero = False
@@ -288,7 +286,7 @@ def test_sample_grid_with_csv_logger_and_step_jumps(tmp_path):
     logger = CSVLogger(tmp_path)
     callback = SampleGrid(num_samples=10, every_n_steps=3, every_n_epochs=None)
     fit(tmp_path, TwoOptimizerGenerator(), [callback], logger=logger, max_steps=10)
-    image_dir = Path(logger.log_dir) / "images"
+    image_dir = tmp_path / "images"  # the run directory's, whatever the logger
     names = sorted(f.name for f in image_dir.glob("*.png"))
     assert names == ["samples_grid_step10.png", "samples_grid_step4.png", "samples_grid_step6.png"]
     assert read_png(image_dir / "samples_grid_step4.png").shape[:2] == grid_size(10, 8, 8) == (32, 42)

@@ -5,14 +5,30 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from callbacks.divergence import DivergenceGuard
 from datamodules.base import ZooDataModule
 from zoo.base import GenerativeModel
 from zoo.checkpoints import read_checkpoint
+
+
+class SaveConfigToRunDir(SaveConfigCallback):
+    """``config.yaml`` in the run directory (``trainer.default_root_dir``) whatever the loggers (Lightning's
+    goes to the first logger's directory, e.g. inside W&B's)."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if self.already_saved:
+            return
+        if trainer.is_global_zero:
+            run = Path(trainer.default_root_dir)
+            run.mkdir(parents=True, exist_ok=True)
+            self.parser.save(self.config, str(run / self.config_filename), skip_none=False, overwrite=True,
+                             multifile=self.multifile)
+        self.already_saved = True
 
 
 class ZooCLI(LightningCLI):
@@ -38,6 +54,31 @@ class ZooCLI(LightningCLI):
         if ckpt_path not in (None, "last", "best", "hpc", "registry"):
             read_checkpoint(ckpt_path)
 
+    def before_instantiate_classes(self) -> None:
+        if self.subcommand != "fit":
+            return
+        config = self.config["fit"]
+        root = Path(config.trainer.default_root_dir or ".")
+        run = choose_run_dir(root, config.get("ckpt_path"))
+        config.trainer.default_root_dir = str(run)
+        loggers = config.trainer.logger if isinstance(config.trainer.logger, list) else [config.trainer.logger]
+        for logger in loggers:  # loggers that write files write them into the run directory
+            init_args = getattr(logger, "init_args", None)
+            if init_args is not None and "save_dir" in init_args:
+                init_args.save_dir = str(run)
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        # processes this run starts (DDP ranks re-running this command) write to the same run directory
+        previous = os.environ.get(RUN_DIR_VARIABLE)
+        os.environ[RUN_DIR_VARIABLE] = str(self.trainer.default_root_dir)
+        try:
+            super()._run_subcommand(subcommand)
+        finally:
+            if previous is None:
+                os.environ.pop(RUN_DIR_VARIABLE, None)
+            else:
+                os.environ[RUN_DIR_VARIABLE] = previous
+
     def before_fit(self) -> None:
         allowed = {name.strip() for name in (self.config["fit"].get("allow_changed") or "").split(",")} - {""}
         known = {name for name in self.model.hparams if not name.startswith("_")}
@@ -45,6 +86,30 @@ class ZooCLI(LightningCLI):
             raise ValueError(f"--allow_changed names {sorted(allowed - known)}, which are not init arguments of "
                              f"{type(self.model).__name__}; they are: {', '.join(sorted(known))}")
         self.model.allowed_resume_changes = frozenset(allowed)
+
+
+def choose_run_dir(root: Path, ckpt_path: str | None = None) -> Path:
+    """Where a ``zoo fit`` run writes: ``root`` (the config's ``trainer.default_root_dir``) for the first run,
+    ``root-1``, ``root-2``, ... for reruns, so no run overwrites another; a resume from ``<dir>/checkpoints/*.ckpt``
+    of one of these continues in ``<dir>``. DDP ranks started by Lightning inherit rank 0's choice."""
+    inherited = os.environ.get(RUN_DIR_VARIABLE)
+    if inherited:
+        return Path(inherited)
+    if ckpt_path not in (None, "last", "best", "hpc", "registry"):
+        checkpoint_dir = Path(ckpt_path).resolve().parent
+        run = checkpoint_dir.parent
+        if checkpoint_dir.name == "checkpoints" and (run == root.resolve() or
+                                                     run.name.startswith(f"{root.resolve().name}-")):
+            return Path(ckpt_path).parent.parent
+    candidates = (root if n == 0 else root.with_name(f"{root.name}-{n}") for n in range(10_000))
+    return next(c for c in candidates if not _holds_a_run(c))
+
+
+RUN_DIR_VARIABLE = "GENZOO_RUN_DIR"
+
+
+def _holds_a_run(directory: Path) -> bool:
+    return any((directory / name).exists() for name in ("checkpoints", "config.yaml", "images", "evaluation.jsonl"))
 
 
 def config_with_callback_args(config: str | Path, directory: str | Path, class_path: str, **init_args) -> Path:
@@ -70,8 +135,8 @@ def run_cli(args: list[str] | None = None, run: bool = True) -> ZooCLI:
     import zoo.models  # noqa: F401  registers the models
 
     return ZooCLI(GenerativeModel, ZooDataModule, subclass_mode_model=True, subclass_mode_data=True,
-                  save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
-                  args=args, run=run)
+                  save_config_callback=SaveConfigToRunDir, save_config_kwargs={"overwrite": True},
+                  auto_configure_optimizers=False, args=args, run=run)
 
 
 def main() -> None:
