@@ -9,7 +9,7 @@ from callbacks.evaluation import Evaluation, Evaluator
 from callbacks.flat import EquivarianceScore, LatentTraversal, equivariance_score
 from callbacks.logging import PeriodicCallback, figure_to_array, log_image, log_metrics
 from callbacks.modes import ModeCoverage, grid_mode_metrics
-from callbacks.samples import SampleGrid, isolated_sample
+from callbacks.samples import SampleGrid, SampleWriter, isolated_sample
 from callbacks.schedules import FreezeEncoder, OctaveBetaSchedule
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "OctaveBetaSchedule",
     "PeriodicCallback",
     "SampleGrid",
+    "SampleWriter",
     "StepCheckpoint",
     "figure_to_array",
     "equivariance_score",

@@ -17,6 +17,7 @@ the callback that runs it during training and logs values, protocol and plots. B
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -565,11 +566,23 @@ class Evaluation(PeriodicCallback):
             if headline is not None:
                 log_image(trainer, f"{self.prefix}/{headline}_curve", history_plot(self.history, headline))
 
-    def append_jsonl(self, trainer: L.Trainer, result: EvaluationResult) -> None:
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """``zoo test``: the configured metrics against the test split, in Lightning's results table."""
+        if not getattr(pl_module, "ready_to_sample", True):
+            return
+        evaluator = dataclasses.replace(self.evaluator, reference_split="test")
+        result = evaluator.evaluate(pl_module, trainer.datamodule, pl_module.device, TrainerCollective(trainer))
+        prefix = "test" if self.prefix == "eval" else f"test/{self.prefix}"
+        for name, value in result.values.items():  # the same on every rank (a collective evaluation)
+            pl_module.log(f"{prefix}/{name}", float(value))
+        if trainer.is_global_zero:
+            self.append_jsonl(trainer, result, split="test")
+
+    def append_jsonl(self, trainer: L.Trainer, result: EvaluationResult, split: str | None = None) -> None:
         path = image_dir(trainer).parent / "evaluation.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
-        record = {"step": trainer.global_step, "epoch": trainer.current_epoch, **result.values,
-                  "seconds": result.seconds, "protocol": result.protocol}
+        record = {"step": trainer.global_step, "epoch": trainer.current_epoch, **({"split": split} if split else {}),
+                  **result.values, "seconds": result.seconds, "protocol": result.protocol}
         with path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
 

@@ -5,14 +5,19 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
 import torchvision
+from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities import rank_zero_info
 from matplotlib.figure import Figure
+from torchvision.utils import save_image
 
 from callbacks.logging import PeriodicCallback, figure_to_array, log_image
+from zoo.checkpoints import atomic_save
 
 
 @contextlib.contextmanager
@@ -100,3 +105,26 @@ class SampleGrid(PeriodicCallback):
             points = torch.stack([torch.as_tensor(train_set[int(i)]["x"]) for i in indices])
             self._real_points = points.float().reshape(len(indices), -1)
         return self._real_points
+
+
+class SampleWriter(BasePredictionWriter):
+    """Writes what ``predict`` generates to ``directory``: ``samples.pt`` (all samples, one tensor in the model's
+    value range) and, for images, one PNG per sample (``000000.png``, ...) and ``grid.png``."""
+
+    def __init__(self, directory: str | Path) -> None:
+        super().__init__(write_interval="epoch")
+        self.directory = Path(directory)
+
+    def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, predictions, batch_indices) -> None:
+        if not trainer.is_global_zero or not predictions:
+            return
+        samples = torch.cat([p.cpu() for p in predictions])
+        self.directory.mkdir(parents=True, exist_ok=True)
+        atomic_save(samples, self.directory / "samples.pt")
+        if samples.dim() == 4:
+            low, high = pl_module.value_range
+            pixels = ((samples - low) / (high - low)).clamp(0, 1)
+            for index, image in enumerate(pixels):
+                save_image(image, self.directory / f"{index:06d}.png")
+            save_image(pixels[:64], self.directory / "grid.png", nrow=8)
+        rank_zero_info(f"wrote {len(samples)} samples to {self.directory}")

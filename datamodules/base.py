@@ -184,6 +184,13 @@ class ZooDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader | list:
         return self._loader(self.test_set) if self.test_set is not None else []
 
+    #: how many samples ``zoo predict`` generates (``--num_samples``)
+    predict_samples = 64
+
+    def predict_dataloader(self) -> DataLoader:
+        """Sample indices for ``predict``: the model generates one sample per index (seeded by the batch)."""
+        return DataLoader(torch.arange(self.predict_samples), batch_size=self.batch_size)
+
     def split_generator(self) -> torch.Generator:
         """A generator for deterministic splits that does not touch the global RNG."""
         return torch.Generator().manual_seed(self.seed)

@@ -314,7 +314,7 @@ def test_sample_grid_with_offline_wandb(tmp_path, monkeypatch):
         logger.experiment.finish()
     media = list((run_files / "media").rglob("*.png"))
     assert media, f"no image in {run_files}"
-    assert not (tmp_path / "images").exists()  # W&B takes images, so no PNG fallback
+    assert (tmp_path / "images" / "samples_grid_step2.png").is_file()  # and the run directory keeps a PNG
 
 
 def test_scatter_for_2d_data_with_real_points(tmp_path):

@@ -129,6 +129,17 @@ class AdversarialModel(GenerativeModel):
         """The critic's scores for generated ``x`` at construction (FlatGAN's form also takes tangents)."""
         return self.critic(x)
 
+    def scores(self, batch: Batch) -> torch.Tensor:
+        """The critic's scores for a batch (FlatGAN's form also reads the batch's tangents)."""
+        return self.critic(batch["x"])
+
+    def held_out_terms(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """The critic's mean score on held-out real samples, on fresh generated ones, and their gap (for the
+        Wasserstein critics, the distance estimate on data the critic never trained on)."""
+        real = self.scores(batch).float().mean()
+        fake = self.scores(self.fake_batch(len(batch["x"]), generator)).float().mean()
+        return {"critic_real": real, "critic_fake": fake, "critic_gap": real - fake}
+
     def fake_batch(self, n: int, generator: torch.Generator) -> Batch:
         return {"x": self.generator(self.randn(n, self.latent_dim, generator=generator))}
 

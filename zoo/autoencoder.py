@@ -90,6 +90,11 @@ class AutoencoderModel(GenerativeModel):
     def reconstruction_loss(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
         return self.reconstruction_weight * reconstruction_sse(x, x_hat)
 
+    def held_out_terms(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """The reconstruction error of held-out samples (the training objective's reconstruction term)."""
+        x = batch["x"]
+        return {"reconstruction": self.reconstruction_loss(x, self.decoder(self.encoder(x)))}
+
     def progress(self) -> str:
         return f"outer step {self.outer_step}"
 

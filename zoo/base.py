@@ -185,6 +185,30 @@ class GenerativeModel(L.LightningModule):
                 raise NonFiniteError(f"parameter {name} is not finite at global step {self.global_step} "
                                      f"({self.progress()}); not saving this state")
 
+    # ---- held-out checks: zoo validate, zoo test ----------------------------------------------------------
+    def held_out_terms(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Losses on a held-out batch (no update): what ``validate`` and ``test`` report, averaged over the split.
+        ``generator`` seeds any noise, so the figures do not depend on the global RNG or on the run."""
+        raise NotImplementedError
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._log_held_out("val", batch, batch_idx)
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._log_held_out("test", batch, batch_idx)
+
+    def predict_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        """``zoo predict``: samples for a batch of indices, from latents seeded by the batch (reproducible)."""
+        return self.generate(self.sample_latents(len(batch), torch.Generator().manual_seed(batch_idx)))
+
+    @torch.no_grad()
+    def _log_held_out(self, stage: str, batch: Any, batch_idx: int) -> None:
+        batch = {k: v for k, v in self.checked_batch(batch).items() if k != "label"}
+        generator = torch.Generator(device=self.device).manual_seed(batch_idx)
+        terms = self.held_out_terms(batch, generator)
+        self.log_dict({f"{stage}/{name}": value.float() for name, value in terms.items()}, on_step=False,
+                      on_epoch=True, sync_dist=True, batch_size=len(batch["x"]))
+
     # ---- reproducible randomness -------------------------------------------------------------------------
     def rng(self) -> torch.Generator:
         """A generator re-seeded from (seed, rank, global step) before each update: training noise is a

@@ -11,17 +11,18 @@ from pathlib import Path
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from callbacks.divergence import DivergenceGuard
+from callbacks.samples import SampleWriter
 from datamodules.base import ZooDataModule
 from zoo.base import GenerativeModel
 from zoo.checkpoints import read_checkpoint
 
 
 class SaveConfigToRunDir(SaveConfigCallback):
-    """``config.yaml`` in the run directory (``trainer.default_root_dir``) whatever the loggers (Lightning's
-    goes to the first logger's directory, e.g. inside W&B's)."""
+    """``config.yaml`` of a fit in its run directory (``trainer.default_root_dir``) whatever the loggers
+    (Lightning's goes to the first logger's directory, e.g. inside W&B's)."""
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        if self.already_saved:
+        if self.already_saved or stage != "fit":  # validate/test/predict leave the training run's config alone
             return
         if trainer.is_global_zero:
             run = Path(trainer.default_root_dir)
@@ -38,6 +39,9 @@ class ZooCLI(LightningCLI):
         parser.link_arguments("data.value_range", "model.init_args.value_range", apply_on="instantiate")
         # always on in `zoo fit` (a config or the command line tunes it; max_abs_parameter: null turns it off)
         parser.add_lightning_class_args(DivergenceGuard, "divergence_guard")
+        parser.add_argument("--num_samples", type=int, default=64, help="zoo predict: how many samples to generate")
+        parser.add_argument("--samples_dir", type=str | None, default=None,
+                            help="zoo predict: where to write them (default: <the checkpoint's run>/predictions)")
         parser.add_argument(
             "--allow_changed", type=str | None, default=None,
             help="With --ckpt_path: comma-separated model init arguments that may differ from the checkpoint's "
@@ -55,11 +59,16 @@ class ZooCLI(LightningCLI):
             read_checkpoint(ckpt_path)
 
     def before_instantiate_classes(self) -> None:
-        if self.subcommand != "fit":
+        if self.subcommand is None:
             return
-        config = self.config["fit"]
+        config = self.config[self.subcommand]
         root = Path(config.trainer.default_root_dir or ".")
-        run = choose_run_dir(root, config.get("ckpt_path"))
+        if self.subcommand == "fit":
+            if config.trainer.limit_val_batches is None:  # held-out losses during fit only when asked for
+                config.trainer.limit_val_batches = 0
+            run = choose_run_dir(root, config.get("ckpt_path"))
+        else:  # validate, test, predict write (metrics, samples) into the checkpoint's run directory
+            run = checkpoint_run_dir(config.get("ckpt_path")) or root
         config.trainer.default_root_dir = str(run)
         loggers = config.trainer.logger if isinstance(config.trainer.logger, list) else [config.trainer.logger]
         for logger in loggers:  # loggers that write files write them into the run directory
@@ -79,6 +88,17 @@ class ZooCLI(LightningCLI):
             else:
                 os.environ[RUN_DIR_VARIABLE] = previous
 
+    def before_predict(self) -> None:
+        config = self.config["predict"]
+        if not config.get("ckpt_path"):
+            raise ValueError("zoo predict generates samples from a trained model: give --ckpt_path "
+                             "runs/<method>/<dataset>/checkpoints/last.ckpt")
+        if config.num_samples < 1:
+            raise ValueError(f"--num_samples must be >= 1, got {config.num_samples}")
+        self.datamodule.predict_samples = config.num_samples
+        self.trainer.callbacks.append(SampleWriter(config.samples_dir or Path(self.trainer.default_root_dir)
+                                                   / "predictions"))
+
     def before_fit(self) -> None:
         allowed = {name.strip() for name in (self.config["fit"].get("allow_changed") or "").split(",")} - {""}
         known = {name for name in self.model.hparams if not name.startswith("_")}
@@ -95,21 +115,27 @@ def choose_run_dir(root: Path, ckpt_path: str | None = None) -> Path:
     inherited = os.environ.get(RUN_DIR_VARIABLE)
     if inherited:
         return Path(inherited)
-    if ckpt_path not in (None, "last", "best", "hpc", "registry"):
-        checkpoint_dir = Path(ckpt_path).resolve().parent
-        run = checkpoint_dir.parent
-        if checkpoint_dir.name == "checkpoints" and (run == root.resolve() or
-                                                     run.name.startswith(f"{root.resolve().name}-")):
-            return Path(ckpt_path).parent.parent
+    run = checkpoint_run_dir(ckpt_path)
+    if run is not None and (run.resolve() == root.resolve() or (run.resolve().parent == root.resolve().parent
+                                                                and run.name.startswith(f"{root.name}-"))):
+        return run
     candidates = (root if n == 0 else root.with_name(f"{root.name}-{n}") for n in range(10_000))
     return next(c for c in candidates if not _holds_a_run(c))
+
+
+def checkpoint_run_dir(ckpt_path: str | None) -> Path | None:
+    """``<dir>`` for a checkpoint ``<dir>/checkpoints/<name>.ckpt``, else None."""
+    if ckpt_path in (None, "last", "best", "hpc", "registry") or Path(ckpt_path).parent.name != "checkpoints":
+        return None
+    return Path(ckpt_path).parent.parent
 
 
 RUN_DIR_VARIABLE = "GENZOO_RUN_DIR"
 
 
 def _holds_a_run(directory: Path) -> bool:
-    return any((directory / name).exists() for name in ("checkpoints", "config.yaml", "images", "evaluation.jsonl"))
+    # a config.yaml alone (a user's own, or a run that failed at once) holds no results to protect
+    return any((directory / name).exists() for name in ("checkpoints", "images", "evaluation.jsonl"))
 
 
 def config_with_callback_args(config: str | Path, directory: str | Path, class_path: str, **init_args) -> Path:

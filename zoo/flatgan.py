@@ -160,5 +160,8 @@ class FlatGAN(AdversarialModel):
         self.check_latents(z)
         return tangents_of(self.sampling_network, z.to(self.device), self.k, batch_size)
 
+    def scores(self, batch: Batch) -> torch.Tensor:
+        return self.critic(batch["x"], self.data_tangents(batch))
+
     def shape_check_scores(self, x: torch.Tensor) -> torch.Tensor:
         return self.critic(x, x.new_zeros(*x.shape, self.k) if self.k else None)
