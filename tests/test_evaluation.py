@@ -74,11 +74,12 @@ def test_callback_logs_every_metric_with_its_protocol_and_plots(tmp_path):
     assert protocol["extractor"]["extractor"] == "pixels"
     assert (protocol["n_generated"], protocol["reference_split"], protocol["n_reference"]) == (48, "train", 48)
     assert protocol["kid"] == {"subsets": 5, "subset_size": 20}
-    events = [json.loads(line) for line in (log_dir / "evaluation.jsonl").read_text().splitlines()]
+    run = Path(trainer.default_root_dir)  # the run directory's, whatever the logger
+    events = [json.loads(line) for line in (run / "evaluation.jsonl").read_text().splitlines()]
     assert [e["step"] for e in events] == [10, 20]  # the train-end event falls on the step already evaluated
     assert [h["fid"] for h in evaluation.history] == [e["fid"] for e in events]
     assert all(e["precision"] <= 1 and 0 < e["fid"] for e in events)
-    images = {p.name for p in (log_dir / "images").glob("*.png")}
+    images = {p.name for p in (run / "images").glob("*.png")}
     assert {"eval_prd_curve_step20.png", "eval_fid_curve_step20.png"} <= images
     assert float(trainer.callback_metrics["eval/fid"]) == pytest.approx(events[-1]["fid"])
 
