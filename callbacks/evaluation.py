@@ -546,7 +546,12 @@ class Evaluation(PeriodicCallback):
         trainer.strategy.barrier()
 
     def log_now(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        result = self.evaluator.evaluate(pl_module, trainer.datamodule, pl_module.device, TrainerCollective(trainer))
+        evaluator = self.evaluator  # a line before and after: a long evaluation should not look like a hang
+        rank_zero_info(f"Evaluation at global step {trainer.global_step}: {', '.join(evaluator.metrics)} on "
+                       f"{evaluator.n_samples} samples ({evaluator.extractor} features)")
+        result = evaluator.evaluate(pl_module, trainer.datamodule, pl_module.device, TrainerCollective(trainer))
+        rank_zero_info(f"Evaluation done in {result.seconds:.0f} s: " + ", ".join(
+            f"{name} {value:.4g}" for name, value in list(result.values.items())[:4]))
         metrics = {f"{self.prefix}/{name}": value for name, value in result.values.items()}
         for name, value in metrics.items():
             trainer.callback_metrics[name] = torch.tensor(value)

@@ -109,3 +109,24 @@ def test_a_model_built_in_python_saves_a_checkpoint_that_loads_with_weights_only
     assert resumed.generator_step == 3
     with pytest.raises(ValueError, match="generator.init_args.width: 8 in the checkpoint, 16 now"):
         trainer().fit(build(3, width=16), data, ckpt_path=path)
+
+
+def test_configs_by_short_name_a_run_level_bar_and_a_summary(tmp_path, monkeypatch, caplog):
+    from callbacks.progress import RunProgressBar
+    from zoo.cli import available_configs, resolve_config_names
+
+    assert "wgan_gp/digits" in available_configs() and len(available_configs()) == len(list(
+        (REPO / "configs").glob("*/*.yaml")))
+    monkeypatch.chdir(tmp_path)  # no configs/ here: the short name finds the repository's
+    expected = str(REPO / "configs" / "wgan_gp" / "digits.yaml")
+    assert resolve_config_names(["fit", "--config", "wgan_gp/digits"]) == ["fit", "--config", expected]
+    assert resolve_config_names(["fit", "--config=wgan_gp/digits.yaml"]) == ["fit", f"--config={expected}"]
+    with caplog.at_level("INFO"):
+        cli = run_cli(resolve_config_names(["fit", "--config", "wgan_gp/digits", "--trainer.logger", "false",
+                                            "--trainer.default_root_dir", str(tmp_path / "run"),
+                                            "--model.init_args.max_generator_steps", "3"]))
+    bar = cli.trainer.progress_bar_callback
+    assert isinstance(bar, RunProgressBar) and bar.train_progress_bar.total == 3 and bar.train_progress_bar.n == 3
+    assert "genzoo: WGANGP stopped at generator step 3 (global step 18)" in caplog.text
+    assert f"checkpoint     {tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}" in caplog.text
+    assert "evaluation     step 18: fid" in caplog.text

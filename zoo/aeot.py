@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,19 @@ from zoo.types import EncoderFactory, GeneratorFactory, OptimizerFactory
 #: SemiDiscreteOT settings a config may give in ``solver`` (the box comes from the prior)
 SOLVER_SETTINGS = tuple(name for name in inspect.signature(SemiDiscreteOT).parameters
                         if name not in ("targets", "weights", "low", "high"))
+
+
+class SolveProgress:
+    """A line every ``every_s`` seconds of a long OT solve, so a run does not look frozen."""
+
+    def __init__(self, every_s: float = 30.0) -> None:
+        self.every_s, self.last = every_s, time.monotonic()
+
+    def __call__(self, stats: dict) -> None:
+        if time.monotonic() - self.last >= self.every_s:
+            self.last = time.monotonic()
+            rank_zero_info(f"AEOT: OT step {stats['step']}: error {stats['error']:.3g}, {stats['empty_cells']} empty "
+                           f"cells, {stats['num_samples']} source points per step")
 
 
 class AEOT(AutoencoderModel):
@@ -138,7 +152,7 @@ class AEOT(AutoencoderModel):
         codes = self.training_codes(dataset)
         settings = {"seed": self.noise_seed or 0, **self.solver_settings}
         rank_zero_info(f"AEOT: solving semi-discrete OT to {len(codes)} codes of dimension {codes.shape[1]}")
-        report = self.prior.fit(codes, checkpoint=checkpoint, **settings)
+        report = self.prior.fit(codes, checkpoint=checkpoint, callback=SolveProgress(), **settings)
         if checkpoint is not None and self.global_rank == 0:  # done: the map now lives in the model's state
             Path(checkpoint).unlink(missing_ok=True)
         rank_zero_info(f"AEOT: OT {'converged' if report['converged'] else 'did NOT converge'} after "

@@ -6,11 +6,15 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
+import lightning as L
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from callbacks.divergence import DivergenceGuard
+from callbacks.progress import RunProgressBar, RunSummary
 from callbacks.samples import SampleWriter
 from datamodules.base import ZooDataModule
 from zoo.base import GenerativeModel
@@ -75,6 +79,14 @@ class ZooCLI(LightningCLI):
             init_args = getattr(logger, "init_args", None)
             if init_args is not None and "save_dir" in init_args:
                 init_args.save_dir = str(run)
+
+    def _instantiate_trainer(self, config: dict, callbacks: list) -> L.Trainer:
+        # a run-level bar in the model's steps (unless the bar is off), and a summary at the end of fit
+        extra = [RunSummary()]
+        has_bar = any(isinstance(c, ProgressBar) for c in [*callbacks, *(config.get("callbacks") or [])])
+        if config.get("enable_progress_bar") is not False and not has_bar:
+            extra.append(RunProgressBar())
+        return super()._instantiate_trainer(config, [*callbacks, *extra])
 
     def _run_subcommand(self, subcommand: str) -> None:
         # processes this run starts (DDP ranks re-running this command) write to the same run directory
@@ -165,9 +177,38 @@ def run_cli(args: list[str] | None = None, run: bool = True) -> ZooCLI:
                   auto_configure_optimizers=False, args=args, run=run)
 
 
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def available_configs() -> list[str]:
+    """The repository's configs by short name (``wgan_gp/digits``)."""
+    return sorted(p.relative_to(CONFIG_DIR).with_suffix("").as_posix() for p in CONFIG_DIR.glob("*/*.yaml"))
+
+
+def resolve_config_names(args: list[str]) -> list[str]:
+    """``--config wgan_gp/digits`` names ``configs/wgan_gp/digits.yaml`` of this repository when no such file
+    exists where the command runs."""
+    resolved = list(args)
+    for i, arg in enumerate(resolved):
+        key, _, value = arg.partition("=")
+        if key != "--config":
+            continue
+        if not value and i + 1 < len(resolved):
+            i, value = i + 1, resolved[i + 1]
+        packaged = CONFIG_DIR / f"{value.removesuffix('.yaml')}.yaml"
+        if value and not Path(value).exists() and packaged.is_file():
+            resolved[i] = str(packaged) if resolved[i] == value else f"--config={packaged}"
+    return resolved
+
+
 def main() -> None:
-    """The ``zoo`` console script (returns nothing, so the exit status is 0 on success)."""
-    run_cli()
+    """The ``zoo`` console script (returns nothing, so the exit status is 0 on success). ``zoo configs`` lists the
+    configs ``--config`` takes by short name."""
+    args = sys.argv[1:]
+    if args[:1] == ["configs"]:
+        print("\n".join(available_configs()))
+        return
+    run_cli(resolve_config_names(args))
 
 
 if __name__ == "__main__":

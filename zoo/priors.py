@@ -151,9 +151,10 @@ class TransportPrior(Prior):
                 setattr(self, name, torch.empty_like(saved, device=getattr(self, name).device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def fit(self, codes: torch.Tensor, checkpoint: str | None = None, **solver_settings) -> dict:
+    def fit(self, codes: torch.Tensor, checkpoint: str | None = None, callback=None, **solver_settings) -> dict:
         """Solve the OT problem to ``codes`` (:class:`zoo.ot.SemiDiscreteOT` settings as keywords; a long solve
-        saves its state to ``checkpoint`` and resumes from it); returns the solve report (converged, steps,
+        saves its state to ``checkpoint`` and resumes from it; ``callback`` gets each step's statistics); returns the
+        solve report (converged, steps,
         error, empty_cells, ...)."""
         if codes.ndim != 2 or codes.shape[1] != self.dim:
             raise ValueError(f"codes must be shaped (N, {self.dim}), got {tuple(codes.shape)}")
@@ -162,7 +163,7 @@ class TransportPrior(Prior):
         unique, inverse = torch.unique(codes.detach(), dim=0, return_inverse=True)
         weights = torch.bincount(inverse, minlength=len(unique)).double() / len(codes)
         solver = SemiDiscreteOT(unique, weights, low=self.low, high=self.high, **solver_settings)
-        result = solver.solve(checkpoint=checkpoint)
+        result = solver.solve(checkpoint=checkpoint, callback=callback)
         self.targets = unique.to(self.targets.device, torch.float32).clone()
         self.potential = solver.h.to(self.potential.device, torch.float32)
         self.solve_report = {**{k: v for k, v in vars(result).items() if k != "history"},
