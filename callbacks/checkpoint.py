@@ -13,7 +13,7 @@ from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from zoo.base import fit_ends_after_this_epoch
+from zoo.base import fit_ends_after_this_epoch, max_steps_reached
 from zoo.checkpoints import atomic_save
 
 
@@ -48,7 +48,7 @@ class StepCheckpoint(ModelCheckpoint):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._last_step_bucket = 0
-        self._first_step = 0  # global step at the start of this fit
+        self._trained_this_fit = False
         self._saved_at_stop: tuple[int, bool] | None = None  # (global step, model ready to sample) of that save
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -60,12 +60,13 @@ class StepCheckpoint(ModelCheckpoint):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
-        self._first_step = trainer.global_step
+        self._trained_this_fit = False
         if self._every_n_train_steps >= 1:  # a resumed run counts from where it stopped
             self._last_step_bucket = trainer.global_step // self._every_n_train_steps
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
                            batch_idx: int) -> None:
+        self._trained_this_fit = True
         if pl_module.automatic_optimization:
             return super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         self._save_on_step_multiple(trainer)
@@ -93,7 +94,7 @@ class StepCheckpoint(ModelCheckpoint):
         self._last_time_checked = time.monotonic()
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.global_step > self._first_step:  # a finished run resumed as it was writes nothing
+        if self._trained_this_fit:  # a finished run resumed as it was writes nothing
             super().on_train_end(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -105,4 +106,4 @@ class StepCheckpoint(ModelCheckpoint):
 
 def stops_after_this_batch(trainer: L.Trainer) -> bool:
     """True in ``on_train_batch_end`` when fit stops after this batch on a stop request or ``max_steps``."""
-    return trainer.should_stop or (trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps)
+    return trainer.should_stop or max_steps_reached(trainer)

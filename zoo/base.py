@@ -301,24 +301,25 @@ class GenerativeModel(L.LightningModule):
                 group.update({key: value for key, value in wanted.items() if key != "params"})
 
 
+def max_steps_reached(trainer: L.Trainer) -> bool:
+    return trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps
+
+
+def fit_stops_after(trainer: L.Trainer, epochs: int) -> bool:
+    """True when ``fit`` stops once ``epochs`` epochs are complete: a stop request, max_steps or max_epochs."""
+    epochs_done = trainer.max_epochs not in (None, -1) and epochs >= trainer.max_epochs
+    return trainer.should_stop or max_steps_reached(trainer) or epochs_done
+
+
 def fit_is_finished(trainer: L.Trainer) -> bool:
     """True at the start of ``fit`` when there is nothing to train: a resumed run at its step or epoch limit, or
     a stop request (the model's own budget)."""
-    if trainer.should_stop:
-        return True
-    if trainer.max_epochs not in (None, -1) and trainer.current_epoch >= trainer.max_epochs:
-        return True
-    return trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps
+    return fit_stops_after(trainer, trainer.current_epoch)
 
 
 def fit_ends_after_this_epoch(trainer: L.Trainer) -> bool:
-    """True in ``on_train_epoch_end`` of the epoch after which ``fit`` stops (a stop request, max_epochs or
-    max_steps)."""
-    if trainer.should_stop:
-        return True
-    if trainer.max_epochs not in (None, -1) and trainer.current_epoch + 1 >= trainer.max_epochs:
-        return True
-    return trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps
+    """True in ``on_train_epoch_end`` of the epoch after which ``fit`` stops."""
+    return fit_stops_after(trainer, trainer.current_epoch + 1)
 
 
 @contextlib.contextmanager

@@ -20,6 +20,9 @@ from datamodules.base import ZooDataModule
 from zoo.base import GenerativeModel
 from zoo.checkpoints import read_checkpoint
 
+#: ``--ckpt_path`` values that are not files (Lightning resolves them itself)
+LIGHTNING_CKPT_NAMES = (None, "last", "best", "hpc", "registry")
+
 
 class SaveConfigToRunDir(SaveConfigCallback):
     """``config.yaml`` of a fit in its run directory (``trainer.default_root_dir``) whatever the loggers
@@ -59,7 +62,7 @@ class ZooCLI(LightningCLI):
         # so a missing, corrupt or foreign one fails before any data is loaded.
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if ckpt_path not in (None, "last", "best", "hpc", "registry"):
+        if ckpt_path not in LIGHTNING_CKPT_NAMES:
             read_checkpoint(ckpt_path)
 
     def before_instantiate_classes(self) -> None:
@@ -137,7 +140,7 @@ def choose_run_dir(root: Path, ckpt_path: str | None = None) -> Path:
 
 def checkpoint_run_dir(ckpt_path: str | None) -> Path | None:
     """``<dir>`` for a checkpoint ``<dir>/checkpoints/<name>.ckpt``, else None."""
-    if ckpt_path in (None, "last", "best", "hpc", "registry") or Path(ckpt_path).parent.name != "checkpoints":
+    if ckpt_path in LIGHTNING_CKPT_NAMES or Path(ckpt_path).parent.name != "checkpoints":
         return None
     return Path(ckpt_path).parent.parent
 
