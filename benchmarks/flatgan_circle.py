@@ -30,8 +30,8 @@ import torch
 import yaml
 
 from datamodules import Circle5
-from zoo.base import eval_mode
-from zoo.flat import pushforward
+from zoo.ops.flat import pushforward
+from zoo.ops.utils import eval_mode
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "flatgan" / "circle5.yaml"

@@ -22,7 +22,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from zoo.losses import clip_parameters_, gradient_penalty
+from zoo.ops.losses import clip_parameters_, gradient_penalty
 
 REPO = Path(__file__).resolve().parents[1]
 

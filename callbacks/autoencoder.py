@@ -20,7 +20,7 @@ from callbacks.evaluation import FeatureSet, data_batches, extract, quantised_pi
 from callbacks.extractors import FeatureExtractor, build_extractor
 from callbacks.extractors.base import to_unit_range
 from callbacks.logging import PeriodicCallback, log_image
-from callbacks.samples import isolated_rng
+from zoo.ops.utils import isolated_rng
 
 
 @contextlib.contextmanager

@@ -39,8 +39,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from callbacks import metrics as M
 from callbacks.extractors import FeatureExtractor, build_extractor
 from callbacks.logging import PeriodicCallback, figure_to_array, image_dir, log_image, log_metrics
-from callbacks.samples import isolated_rng
 from zoo.checkpoints import atomic_save, load_plain
+from zoo.ops.utils import isolated_rng
 
 METRICS = ("fid", "kid", "precision_recall", "prd", "memorization", "reconstruction_fid")
 SAMPLE_NORMALIZATIONS = ("none", "minmax")

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from callbacks.logging import PeriodicCallback, figure_to_array, log_image, log_metrics
 from callbacks.samples import SampleGrid
-from zoo.flat import subspace_alignment, tangents_of
+from zoo.ops.flat import subspace_alignment, tangents_of
 
 
 class LatentTraversal(PeriodicCallback):

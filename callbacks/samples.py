@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
@@ -18,15 +16,7 @@ from torchvision.utils import save_image
 
 from callbacks.logging import PeriodicCallback, figure_to_array, log_image
 from zoo.checkpoints import atomic_save
-
-
-@contextlib.contextmanager
-def isolated_rng(device: torch.device) -> Iterator[None]:
-    """Random draws inside do not consume the global RNG streams (CPU and ``device``), so a run's training
-    randomness does not depend on which callbacks are attached."""
-    devices = [] if device.type == "cpu" else [device]
-    with torch.random.fork_rng(devices=devices, device_type=None if device.type == "cpu" else device.type):
-        yield
+from zoo.ops.utils import isolated_rng
 
 
 def isolated_sample(pl_module: L.LightningModule, n: int) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""FlatGAN's geometry (zoo/flat.py, zoo/nets/forms.py): the k-vector pairing, Haar frames, forward-mode
+"""FlatGAN's geometry (zoo/ops/flat.py, zoo/nets/forms.py): the k-vector pairing, Haar frames, forward-mode
 tangents and exterior derivatives against finite differences and closed forms, the flat-norm penalties,
 the latent current and the subspace score."""
 
@@ -11,7 +11,8 @@ import torch
 from scipy import stats
 from torch import nn
 
-from zoo.flat import (
+from zoo.nets.forms import DifferentialForm, Downsampler, FlatCritic, FlatGenerator, FlatOneForm
+from zoo.ops.flat import (
     LatentCurrent,
     comass_penalty,
     determinant,
@@ -22,7 +23,6 @@ from zoo.flat import (
     pushforward,
     subspace_alignment,
 )
-from zoo.nets.forms import DifferentialForm, Downsampler, FlatCritic, FlatGenerator, FlatOneForm
 
 
 def frame(*columns) -> torch.Tensor:

@@ -18,10 +18,10 @@ from datamodules import Circle5
 from tests.helpers import ddp_run_parameters, prepared_config, quiet_trainer
 from tests.test_cli import REPO, SHARED_DATA, quick_args
 from zoo.cli import run_cli
-from zoo.flat import haar_frames
 from zoo.flatgan import FlatGAN
 from zoo.nets import MLPCritic, MLPGenerator, MLPOneForm
 from zoo.nets.dcgan import DCGANGenerator
+from zoo.ops.flat import haar_frames
 
 TWO_PI = 2 * math.pi
 

@@ -17,8 +17,8 @@ from datamodules import LatentManifold
 from tests.helpers import ImagesDataModule, PointsDataModule, quiet_trainer
 from zoo.autoencoder import frozen_running_stats, paired
 from zoo.flexae import FlexAE, FlexAESR
-from zoo.losses import imq_mmd, reconstruction_sse
 from zoo.nets import InfoGANCritic, InfoGANDecoder, InfoGANEncoder, MLPCritic, MLPGenerator
+from zoo.ops.losses import imq_mmd, reconstruction_sse
 from zoo.priors import GaussianPrior, LearnedPrior
 from zoo.wae import WAE
 

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from zoo.adversarial import CriticSchedule
-from zoo.losses import clip_parameters_, gradient_penalty, interpolate, wasserstein_critic_loss
+from zoo.ops.losses import clip_parameters_, gradient_penalty, interpolate, wasserstein_critic_loss
 
 
 class LinearCritic(nn.Module):

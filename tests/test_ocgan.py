@@ -17,9 +17,9 @@ from tests.helpers import ddp_run_parameters, prepared_config, quiet_trainer
 from tests.test_cli import REPO, SHARED_DATA, data_args, quick_args
 from zoo.cli import run_cli as cli_main
 from zoo.gan import DCGAN, LSGAN
-from zoo.losses import least_squares_critic_loss, nonsaturating_critic_loss, nonsaturating_generator_loss
 from zoo.nets import OCGANCritic, OCGANGenerator
 from zoo.nets.octave import OctaveNormAct, set_octave_beta
+from zoo.ops.losses import least_squares_critic_loss, nonsaturating_critic_loss, nonsaturating_generator_loss
 
 
 def test_combination_schedule_is_the_authors_curve():

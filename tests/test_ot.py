@@ -1,4 +1,4 @@
-"""The semi-discrete OT solver (zoo/ot.py) and the AE-OT prior: analytic potentials, the energy's gradient,
+"""The semi-discrete OT solver (zoo/ops/ot.py) and the AE-OT prior: analytic potentials, the energy's gradient,
 block-wise argmax and chunking, determinism, resuming, the adaptive step on the 25-mode grid, argument checks,
 the singularity-aware extension, TransportPrior and the 2-process (gloo) sharded estimate. Runs on CPU."""
 
@@ -13,7 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.quasirandom import SobolEngine
 
-from zoo.ot import (
+from zoo.ops.ot import (
     ScoreTable,
     SemiDiscreteOT,
     UniformBox,

@@ -21,7 +21,7 @@ from datamodules import ImageFolderDataModule, UnreadableImageError
 from zoo.base import DivergenceError
 from zoo.checkpoints import atomic_save, load_plain, read_checkpoint
 from zoo.cli import run_cli
-from zoo.ot import SemiDiscreteOT, top_cells
+from zoo.ops.ot import SemiDiscreteOT, top_cells
 
 REPO = Path(__file__).resolve().parents[1]
 QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary",

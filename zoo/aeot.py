@@ -9,7 +9,7 @@ Training, as in the paper (§6.1) and the authors' ``demo2.py``:
 2. when the reconstruction loss stops falling, :class:`callbacks.FreezeEncoder` freezes the encoder (no
    gradients, batch-norm statistics fixed: the code forgot the latter) and the decoder keeps refining;
 3. when fitting ends, the training set is encoded and the OT map is solved (:class:`zoo.priors.TransportPrior`,
-   :class:`zoo.ot.SemiDiscreteOT`), before the final checkpoint is written, so ``sample(n)`` works right after
+   :class:`zoo.ops.ot.SemiDiscreteOT`), before the final checkpoint is written, so ``sample(n)`` works right after
    ``load_from_checkpoint``.
 
 The paper trains the whole model on 25,000 CIFAR-10 and 10,000 CelebA images: the datamodule's
@@ -37,7 +37,7 @@ from torch.nn import functional as F
 from zoo.autoencoder import AutoencoderModel
 from zoo.base import fit_ends_after_this_epoch, fit_is_finished
 from zoo.nets import default_decoder, default_encoder
-from zoo.ot import SemiDiscreteOT
+from zoo.ops.ot import SemiDiscreteOT
 from zoo.priors import TransportPrior
 from zoo.types import EncoderFactory, GeneratorFactory, OptimizerFactory
 

@@ -14,8 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.base import GenerativeModel, eval_mode
-from zoo.losses import reconstruction_sse
+from zoo.base import GenerativeModel
+from zoo.ops.losses import reconstruction_sse
+from zoo.ops.utils import eval_mode
 from zoo.priors import Prior
 
 Batch = dict[str, torch.Tensor]

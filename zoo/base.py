@@ -26,6 +26,7 @@ from zoo.checkpoints import (
     require_zoo_section,
     root_setting,
 )
+from zoo.ops.utils import eval_mode
 from zoo.types import OptimizerFactory
 
 
@@ -321,12 +322,3 @@ def fit_ends_after_this_epoch(trainer: L.Trainer) -> bool:
     """True in ``on_train_epoch_end`` of the epoch after which ``fit`` stops."""
     return fit_stops_after(trainer, trainer.current_epoch + 1)
 
-
-@contextlib.contextmanager
-def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
-    was_training = module.training
-    module.eval()
-    try:
-        yield module
-    finally:
-        module.train(was_training)

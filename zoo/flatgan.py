@@ -20,20 +20,20 @@ from typing import Literal
 import torch
 
 from zoo.adversarial import AdversarialModel, Batch, CriticSchedule
-from zoo.flat import (
+from zoo.nets.common import has_batch_norm
+from zoo.nets.forms import DifferentialForm, Downsampler, FlatCritic, FlatGenerator, FlatOneForm, OneFormFactory
+from zoo.nets.mlp import MLPCritic, MLPGenerator, MLPOneForm
+from zoo.ops.flat import (
     EXTERIOR_PENALTIES,
     LatentCurrent,
     comass_penalty,
     exterior_penalty,
-    full_precision,
     haar_frames,
     pushforward,
     tangents_of,
 )
-from zoo.losses import wasserstein_critic_loss, wasserstein_generator_loss
-from zoo.nets.common import has_batch_norm
-from zoo.nets.forms import DifferentialForm, Downsampler, FlatCritic, FlatGenerator, FlatOneForm, OneFormFactory
-from zoo.nets.mlp import MLPCritic, MLPGenerator, MLPOneForm
+from zoo.ops.losses import wasserstein_critic_loss, wasserstein_generator_loss
+from zoo.ops.utils import full_precision
 from zoo.types import CriticFactory, GeneratorFactory, OptimizerFactory
 
 
@@ -52,7 +52,7 @@ class FlatGAN(AdversarialModel):
 
     Batches carry the data tangents as ``"tangents"`` ``(B, *data_shape, k)`` (``datamodules.TangentImages``,
     ``MovingImages``, ``Circle5``); for k = 0 they are ignored. The generator's tangents ∇_z g·e_i and both
-    penalties are computed in fp32 under mixed precision (:func:`zoo.flat.full_precision`); the networks'
+    penalties are computed in fp32 under mixed precision (:func:`zoo.ops.flat.full_precision`); the networks'
     plain forward passes follow the trainer's precision."""
 
     def __init__(self, data_shape: tuple[int, ...], value_range: tuple[float, float] = (-1.0, 1.0),

@@ -40,8 +40,8 @@ import torch
 from torch import nn
 
 from zoo.autoencoder import AutoencoderModel, frozen_running_stats, paired
-from zoo.losses import gradient_penalty, mix, wasserstein_critic_loss, wasserstein_generator_loss
 from zoo.nets import InfoGANCritic, MLPCritic, default_decoder, default_encoder
+from zoo.ops.losses import gradient_penalty, mix, wasserstein_critic_loss, wasserstein_generator_loss
 from zoo.priors import GaussianPrior, LearnedPrior
 from zoo.types import CriticFactory, EncoderFactory, GeneratorFactory, OptimizerFactory
 

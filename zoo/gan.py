@@ -13,13 +13,13 @@ import functools
 import torch
 
 from zoo.adversarial import AdversarialModel, Batch, CriticSchedule
-from zoo.losses import (
+from zoo.nets import default_critic, default_generator
+from zoo.ops.losses import (
     least_squares_critic_loss,
     least_squares_generator_loss,
     nonsaturating_critic_loss,
     nonsaturating_generator_loss,
 )
-from zoo.nets import default_critic, default_generator
 from zoo.types import CriticFactory, GeneratorFactory, OptimizerFactory
 
 

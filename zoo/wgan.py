@@ -12,9 +12,9 @@ from typing import Literal
 import torch
 
 from zoo.adversarial import AdversarialModel, Batch, CriticSchedule
-from zoo.losses import clip_parameters_, gradient_penalty, wasserstein_critic_loss, wasserstein_generator_loss
 from zoo.nets import MLPCritic, MLPGenerator, default_critic, default_generator
 from zoo.nets.common import has_batch_norm
+from zoo.ops.losses import clip_parameters_, gradient_penalty, wasserstein_critic_loss, wasserstein_generator_loss
 from zoo.types import CriticFactory, GeneratorFactory, OptimizerFactory
 
 

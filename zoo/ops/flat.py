@@ -18,16 +18,15 @@ vectors on the last axis); the pairing of two simple k-vectors is ⟨v, w⟩ = d
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch.func import jvp, vmap
 
-from zoo.base import eval_mode
+from zoo.ops.utils import eval_mode, full_precision
 
 EXTERIOR_PENALTIES = ("bound", "exact")
 NUISANCE_DISTRIBUTIONS = ("gaussian", "uniform")
@@ -157,13 +156,6 @@ def exterior_penalty(form, x: torch.Tensor, frames: torch.Tensor, variant: Liter
             value = value + exterior_derivative(form.k_part, x, frames).abs()
     return torch.relu(value - 1.0).square().mean()
 
-
-@contextlib.contextmanager
-def full_precision(device: torch.device) -> Iterator[None]:
-    """Autocast off: forward-mode tangents and input gradients are small differences of nearby values that
-    bf16's 8-bit (and fp16's 11-bit) mantissa would swamp, so FlatGAN computes them in fp32."""
-    with torch.autocast(device_type=device.type, enabled=False):
-        yield
 
 
 # ---- the latent current ------------------------------------------------------------------------------------
