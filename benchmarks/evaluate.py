@@ -4,7 +4,7 @@
         --data fashion_mnist --data_dir data --extractor classifier:fashion_mnist --n 10000
 
 The model class comes from the checkpoint (``--model`` overrides it for checkpoints written before genzoo
-recorded it); the protocol is the training callback's (:class:`callbacks.evaluation.Evaluator`), so the numbers
+recorded it); the protocol is the training callback's (:class:`zoo.evaluation.Evaluator`), so the numbers
 equal what ``eval/*`` logged for the same settings. ``--octave_beta training`` samples OC-GAN generators with
 the β they were trained at instead of their ``eval_beta``; ``--sample_normalization minmax`` is FlexAE's protocol.
 """
@@ -18,9 +18,9 @@ import sys
 
 import torch
 
-from callbacks.evaluation import METRICS, SAMPLE_NORMALIZATIONS, Evaluator, MetricOptions, default_cache_dir
 from datamodules import BY_NAME, build_datamodule
 from zoo.checkpoints import read_checkpoint
+from zoo.evaluation import METRICS, SAMPLE_NORMALIZATIONS, Evaluator, MetricOptions, default_cache_dir
 from zoo.nets.octave import OctaveNormAct
 
 

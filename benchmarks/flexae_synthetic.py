@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from callbacks.metrics import frechet_distance
 from datamodules import LatentManifold
+from zoo.evaluation.metrics import frechet_distance
 from zoo.flexae import FlexAE
 from zoo.nets import MLPCritic, MLPEncoder, MLPGenerator
 

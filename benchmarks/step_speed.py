@@ -96,7 +96,7 @@ def time_plain(model, datamodule, batches: int, warmup: int, device: torch.devic
         loss.backward()
         c_opt.step()
         critic_steps += 1
-        if critic_steps % model.schedule.n_critic == 0:
+        if critic_steps % model.phase_schedule.n_critic == 0:
             critic.requires_grad_(False)
             g_loss = -critic(generator(torch.randn(n, model.latent_dim, device=device))).mean()
             g_opt.zero_grad(set_to_none=True)

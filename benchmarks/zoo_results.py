@@ -44,8 +44,8 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from callbacks.evaluation import Evaluator
 from datamodules import build_datamodule
+from zoo.evaluation import Evaluator
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -343,9 +343,9 @@ def reference_datamodule(data: str, data_dir: str, **settings) -> L.LightningDat
 
 
 def stack_split(datamodule: L.LightningDataModule, split: str) -> torch.Tensor:
-    from callbacks.evaluation import split_dataset
+    from zoo.evaluation.features import datamodule_split
 
-    dataset = split_dataset(datamodule, split)
+    dataset = datamodule_split(datamodule, split)
     loader = torch.utils.data.DataLoader(dataset, batch_size=2000)
     return torch.cat([b["x"] if isinstance(b, dict) else b for b in loader])
 
@@ -478,7 +478,7 @@ def build_evaluators(args: argparse.Namespace) -> tuple[Evaluator, Evaluator]:
 
 def ensure_extractor(evaluator: Evaluator, reference: L.LightningDataModule) -> None:
     """Train the data's classifier extractor on first use (as the configs' Evaluation callbacks do)."""
-    from callbacks.extractors.classifier import resolve_checkpoint, save_classifier, train_classifier
+    from zoo.evaluation.extractors.classifier import resolve_checkpoint, save_classifier, train_classifier
 
     try:
         evaluator.feature_extractor  # noqa: B018

@@ -16,10 +16,17 @@ import lightning as L
 import torch
 import torchvision
 
-from callbacks.evaluation import FeatureSet, data_batches, extract, quantised_pixels, split_dataset, subset_indices
-from callbacks.extractors import FeatureExtractor, build_extractor
-from callbacks.extractors.base import to_unit_range
 from callbacks.logging import PeriodicCallback, log_image
+from zoo.evaluation.extractors import FeatureExtractor, build_extractor
+from zoo.evaluation.extractors.base import to_unit_range
+from zoo.evaluation.features import (
+    FeatureSet,
+    data_batches,
+    datamodule_split,
+    extract,
+    quantised_pixels,
+    subset_indices,
+)
 from zoo.ops.utils import isolated_rng
 
 
@@ -98,7 +105,7 @@ class LatentInterpolation(PeriodicCallback):
     def real_pairs(self, trainer: L.Trainer) -> torch.Tensor:
         """The fixed pairs: position ``2i`` and ``2i + 1`` (mod the split's size) of a seeded permutation."""
         if self._pairs is None:
-            dataset = split_dataset(require_datamodule(trainer, self), self.split)
+            dataset = datamodule_split(require_datamodule(trainer, self), self.split)
             if len(dataset) < 2:
                 raise ValueError(f"the {self.split!r} split has {len(dataset)} sample(s); interpolation needs 2")
             order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(self.seed)).tolist()
@@ -196,7 +203,7 @@ class NearestNeighbours(PeriodicCallback):
     def training_subset(self, trainer: L.Trainer, device: torch.device) -> FeatureSet:
         if self._train is None:
             datamodule = require_datamodule(trainer, self)
-            dataset = split_dataset(datamodule, "train")
+            dataset = datamodule_split(datamodule, "train")
             indices = subset_indices(len(dataset), self.n_train, self.seed)
             batches = data_batches(dataset, indices, self.batch_size, getattr(datamodule, "num_workers", 0))
             value_range = tuple(datamodule.value_range)

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.cloud_io import get_filesystem
-from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from zoo.base import fit_ends_after_this_epoch, max_steps_reached
 from zoo.checkpoints import atomic_save
+from zoo.compat import every_n_train_steps, save_last_checkpoint, save_step_checkpoint
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -23,7 +22,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     the temporary file in ``$TMPDIR``; on another filesystem than the run directory the final move is a copy
     over the destination, and a full disk there truncates a good ``last.ckpt``. Remote paths keep Lightning's."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
         if storage_options is not None or not isinstance(get_filesystem(path), LocalFileSystem):
             return super().save_checkpoint(checkpoint, path, storage_options)
         atomic_save(checkpoint, path)
@@ -38,7 +37,7 @@ class StepCheckpoint(ModelCheckpoint):
     what an exact resume needs (Lightning's warning about pre-optimization state does not apply).
 
     With ``save_last``, the state at the end of fitting always reaches ``last.ckpt``, even between step
-    multiples (AE-OT solves its transport map in the last epoch-end hook, just before this one).
+    multiples (it holds the result of the model's after-training stage, e.g. AE-OT's transport map).
 
     Files go to ``dirpath``, by default ``<trainer.default_root_dir>/checkpoints`` whatever the loggers, and are
     written by :class:`AtomicCheckpointIO` (installed at setup unless the trainer has its own
@@ -61,8 +60,8 @@ class StepCheckpoint(ModelCheckpoint):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
         self._trained_this_fit = False
-        if self._every_n_train_steps >= 1:  # a resumed run counts from where it stopped
-            self._last_step_bucket = trainer.global_step // self._every_n_train_steps
+        if every_n_train_steps(self) >= 1:  # a resumed run counts from where it stopped
+            self._last_step_bucket = trainer.global_step // every_n_train_steps(self)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
                            batch_idx: int) -> None:
@@ -73,25 +72,17 @@ class StepCheckpoint(ModelCheckpoint):
         if self.save_last and not trainer.fast_dev_run and stops_after_this_batch(trainer):
             # A budget that ends the run mid-epoch: last.ckpt holds this mid-epoch state, so a resume with a larger
             # budget continues the epoch's batches exactly as a run given that budget from the start would.
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            save_last_checkpoint(self, trainer)
             self._saved_at_stop = (trainer.global_step, getattr(pl_module, "ready_to_sample", True))
 
     def _save_on_step_multiple(self, trainer: L.Trainer) -> None:
-        if self._every_n_train_steps < 1:
+        if every_n_train_steps(self) < 1:
             return
-        bucket = trainer.global_step // self._every_n_train_steps
+        bucket = trainer.global_step // every_n_train_steps(self)
         if bucket <= self._last_step_bucket:
             return
         self._last_step_bucket = bucket
-        if self._should_skip_saving_checkpoint(trainer):
-            return
-        candidates = self._monitor_candidates(trainer)
-        if self.monitor is not None and self.monitor not in candidates:
-            self._defer_save_until_validation = True
-            return
-        self._save_topk_checkpoint(trainer, candidates)
-        self._save_last_checkpoint(trainer, candidates)
-        self._last_time_checked = time.monotonic()
+        save_step_checkpoint(self, trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._trained_this_fit:  # a finished run resumed as it was writes nothing
@@ -101,7 +92,7 @@ class StepCheckpoint(ModelCheckpoint):
         super().on_train_epoch_end(trainer, pl_module)
         unchanged = self._saved_at_stop == (trainer.global_step, getattr(pl_module, "ready_to_sample", True))
         if self.save_last and not trainer.fast_dev_run and fit_ends_after_this_epoch(trainer) and not unchanged:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            save_last_checkpoint(self, trainer)
 
 
 def stops_after_this_batch(trainer: L.Trainer) -> bool:

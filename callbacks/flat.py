@@ -1,6 +1,6 @@
 """FlatGAN's visual and quantitative checks of equivariance: latent traversals and the tangent-plane score.
 
-Both use only the model's public API (``latent_current``, ``k``, ``generate``, ``sampling_network``) and, for
+Both use only the public model API (:mod:`zoo.base`; FlatGAN's ``latent_current`` and ``k``) and, for
 the score, the datamodule's ``tangents_at(x)`` (``TangentImages``: the named transformations' tangents at
 any image; ``Circle5``: the circle's counter-clockwise tangent at any point).
 """

@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.utilities import rank_zero_info
 
 from callbacks.logging import image_dir, run_dir
+from zoo.compat import should_refresh
 
 
 def model_budget(pl_module: L.LightningModule) -> tuple[str, int, int] | None:
@@ -43,7 +44,7 @@ class RunProgressBar(TQDMProgressBar):
         if budget is None:
             return super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         bar, taken = self.train_progress_bar, budget[1]
-        if bar is not None and taken != bar.n and self._should_update(taken, bar.total):
+        if bar is not None and taken != bar.n and should_refresh(self, taken, bar.total):
             bar.n = taken
             bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
             bar.refresh()

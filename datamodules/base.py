@@ -7,13 +7,15 @@ flows through the same loaders as a plain one.
 
 from __future__ import annotations
 
-import math
+import inspect
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+from zoo.compat import batches_done_in_resumed_epoch
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -97,11 +99,20 @@ class ZooDataModule(L.LightningDataModule):
     ``train_subset``: train on a fixed random subset of that many training samples (None: all), e.g. AE-OT's
     25,000 CIFAR-10 / 10,000 CelebA images. The subset is a function of ``seed`` and the split alone, so every
     rank and every resumed run sees the same images; validation and test splits are not touched.
+
+    :meth:`identity` names the samples (it keys the evaluation's reference cache), from the arguments the
+    datamodule was built with; :meth:`train_dataset` is the training split the model trains on.
     """
+
+    #: init arguments that cannot change the samples, left out of :meth:`identity`
+    SAMPLE_NEUTRAL_ARGUMENTS = frozenset({"data_dir", "batch_size", "num_workers", "download"})
 
     def __init__(self, data_dir: str = "data", batch_size: int = 64, num_workers: int = 0, seed: int = 0,
                  value_range: tuple[float, float] = (-1.0, 1.0), train_subset: int | None = None) -> None:
         super().__init__()
+        # not save_hyperparameters(): Lightning would merge these with the model's hyper-parameters (and fail
+        # on a shared name with another value) and pickle a wrapper's base datamodule into checkpoints
+        self._init_arguments = outermost_init_arguments(self)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if train_subset is not None and (isinstance(train_subset, bool) or not isinstance(train_subset, int)
@@ -124,6 +135,19 @@ class ZooDataModule(L.LightningDataModule):
 
     arbitrary_value_range = False  # toys live in their own coordinates
 
+    def identity(self) -> dict[str, Any]:
+        """What the samples depend on: the class and the arguments it was built with (those of the class that
+        was instantiated, defaults included, even ones a subclass keeps privately), less
+        :attr:`SAMPLE_NEUTRAL_ARGUMENTS` and arguments left at a default of None (such an argument is always
+        there, so leaving it out loses nothing). A datamodule argument (a wrapper's ``base``) contributes its
+        own identity. Equal identities must mean equal samples: a subclass whose samples depend on anything
+        else (a global, an environment variable) adds it by overriding this."""
+        parameters = inspect.signature(type(self).__init__).parameters
+        settings = {name: identity_value(value) for name, value in self._init_arguments.items()
+                    if name not in self.SAMPLE_NEUTRAL_ARGUMENTS
+                    and not (value is None and name in parameters and parameters[name].default is None)}
+        return {"class": f"{type(self).__module__}.{type(self).__qualname__}", **settings}
+
     @property
     def data_shape(self) -> tuple[int, ...]:
         raise NotImplementedError
@@ -139,6 +163,13 @@ class ZooDataModule(L.LightningDataModule):
                 raise ValueError(
                     f"{type(self).__name__}: the training split has {len(self.train_set)} samples, fewer than "
                     f"batch_size={self.batch_size}")
+
+    def train_dataset(self) -> Dataset:
+        """The training split as the model trains on it (after ``train_subset``), set up first if needed: for
+        models that need the whole training set at once (AE-OT encodes it for its OT solve)."""
+        if self.train_set is None:
+            self.setup("fit")
+        return self.train_set
 
     def training_subset(self, train_set: Dataset) -> Dataset:
         """``train_set`` itself, or its ``train_subset`` samples chosen by ``seed`` (kept in split order)."""
@@ -164,11 +195,7 @@ class ZooDataModule(L.LightningDataModule):
         trainer = self.trainer
         if trainer is not None:
             world, rank = trainer.world_size, trainer.global_rank
-            if trainer.fit_loop.restarting:
-                # batches of the interrupted epoch whose training_step already ran (``processed``, not
-                # ``completed``: a checkpoint written in on_train_batch_end has not counted its batch complete)
-                skip_epoch = trainer.current_epoch
-                skip = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+            skip_epoch, skip = trainer.current_epoch, batches_done_in_resumed_epoch(trainer)
         sampler = ResumableSampler(self.train_set, num_replicas=world, rank=rank, seed=self.seed,
                                    batch_size=self.batch_size)
         if len(sampler) < self.batch_size:
@@ -196,5 +223,34 @@ class ZooDataModule(L.LightningDataModule):
         return torch.Generator().manual_seed(self.seed)
 
 
-def batches_per_epoch(num_samples: int, batch_size: int, world_size: int = 1) -> int:
-    return math.floor(num_samples / world_size) // batch_size
+def outermost_init_arguments(obj: object) -> dict[str, Any]:
+    """The arguments of the outermost ``__init__`` running on ``obj`` (the class that was instantiated, with its
+    defaults), found by walking up the calling frames as Lightning's ``save_hyperparameters`` does. Call it
+    from an ``__init__`` before the arguments are reassigned."""
+    frame, outermost = inspect.currentframe().f_back, None
+    while frame is not None and frame.f_code.co_name == "__init__" and frame.f_code.co_argcount > 0 \
+            and frame.f_locals.get(frame.f_code.co_varnames[0]) is obj:
+        outermost, frame = frame, frame.f_back
+    if outermost is None:
+        raise RuntimeError("outermost_init_arguments must be called from an __init__ of the object")
+    names, varargs, varkw, values = inspect.getargvalues(outermost)
+    arguments = {name: values[name] for name in names[1:]}
+    if varargs:
+        arguments[varargs] = list(values[varargs])
+    if varkw:
+        arguments.update(values[varkw])  # keyword arguments passed on to a parent are arguments all the same
+    return arguments
+
+
+def identity_value(value: Any) -> Any:
+    """A setting as plain JSON-like data; an object it cannot describe keys by its ``repr`` (one with a memory
+    address never matches again: a recomputation, never a wrong hit)."""
+    if isinstance(value, ZooDataModule):
+        return value.identity()
+    if isinstance(value, list | tuple):
+        return [identity_value(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): identity_value(item) for key, item in value.items()}
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return repr(value)

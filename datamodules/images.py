@@ -105,8 +105,8 @@ def resolve_split_size(size: int | float, total: int, name: str) -> int:
     return count
 
 
-def split_dataset(dataset: Dataset, holdout_sizes: Sequence[int],
-                  generator: torch.Generator) -> list[Dataset | None]:
+def split_off_holdouts(dataset: Dataset, holdout_sizes: Sequence[int],
+                       generator: torch.Generator) -> list[Dataset | None]:
     """Deterministic split: ``[train, holdout_0, holdout_1, ...]``; a zero-sized holdout becomes ``None``."""
     order = torch.randperm(len(dataset), generator=generator).tolist()  # type: ignore[arg-type]
     num_train = len(order) - sum(holdout_sizes)
@@ -125,7 +125,7 @@ def split_train_val_test(full: Dataset, val_size: int | float, test_size: int | 
                resolve_split_size(test_size, total, "test_size")]
     if sum(holdout) >= total:
         raise ValueError(f"val_size + test_size = {sum(holdout)} leaves no training samples out of {total}")
-    return split_dataset(full, holdout, generator)
+    return split_off_holdouts(full, holdout, generator)
 
 
 @contextlib.contextmanager
@@ -201,7 +201,7 @@ class TrainTestImageDataModule(ImageDataModule):
     def build_datasets(self) -> tuple[Dataset, Dataset | None, Dataset | None]:
         train_full = self.load_split(train=True)
         num_val = resolve_split_size(self.val_size, len(train_full), "val_size")
-        train, val = split_dataset(train_full, [num_val], self.split_generator())
+        train, val = split_off_holdouts(train_full, [num_val], self.split_generator())
         test = self.load_split(train=False)
         return DictDataset(train), (DictDataset(val) if val is not None else None), DictDataset(test)
 

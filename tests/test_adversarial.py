@@ -42,7 +42,7 @@ def test_schedule_counts_generator_and_optimizer_steps(tmp_path):
     trainer = quiet_trainer(tmp_path, max_epochs=2)
     trainer.fit(model, dm)
     assert model.generator_step == 32 // 5
-    assert model.critic_steps_in_cycle == 32 % 5
+    assert model.cycle_position == 32 % 5
     assert trainer.global_step == 32 + 32 // 5  # global_step counts critic and generator optimizer steps
 
 
@@ -50,7 +50,7 @@ def test_wgan_warmup_gives_100_critic_steps_first(tmp_path):
     dm = PointsDataModule(num_samples=512, batch_size=2)
     model = WGAN((2,), (-2.0, 2.0), latent_dim=2)
     quiet_trainer(tmp_path, max_epochs=1, limit_train_batches=205).fit(model, dm)
-    assert model.generator_step == 2 and model.critic_steps_in_cycle == 5
+    assert model.generator_step == 2 and model.cycle_position == 5
 
 
 def wgan_authors_critic_counts(generator_steps: int) -> list[int]:
@@ -107,7 +107,7 @@ def test_warmup_long_phases_precede_the_generator_steps_each_authors_code_choose
 def test_the_warmup_offset_decides_which_generator_steps_get_the_long_phase_in_training(tmp_path):
     model = WGAN((2,), (-2.0, 2.0), latent_dim=2, n_critic=1, warmup_critic_steps=3, warmup_generator_steps=1,
                  warmup_every=4, max_generator_steps=10)
-    model.schedule = dataclasses.replace(model.schedule, warmup_every_offset=1)
+    model.phase_schedule = dataclasses.replace(model.phase_schedule, warmup_every_offset=1)
     phases, update = [], model.update
     model.update = lambda name, loss, terms=None: (phases.append(name), update(name, loss, terms))[1]
     quiet_trainer(tmp_path, max_epochs=5).fit(model, PointsDataModule())
@@ -193,8 +193,8 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_checkpoints(tmp_path
     checkpoint = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=4, save_top_k=-1, filename="{step}")
     original = model.critic_loss
 
-    def poisoned(real, fake):
-        terms = original(real, fake)
+    def poisoned(real, fake, noise):
+        terms = original(real, fake, noise)
         if model.generator_step >= 5:
             terms["loss"] = terms["loss"] * float("nan")
         return terms

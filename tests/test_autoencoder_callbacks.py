@@ -14,11 +14,11 @@ from lightning.pytorch.loggers import CSVLogger
 from PIL import Image
 from torch import nn
 
-from callbacks import LatentInterpolation, NearestNeighbours
-from callbacks import metrics as M
-from callbacks.evaluation import Collective, Evaluation, Evaluator, quantised_pixels, subset_indices
-from callbacks.extractors import build_extractor
+from callbacks import Evaluation, LatentInterpolation, NearestNeighbours
 from tests.helpers import ImagesDataModule, SplitImages, quiet_trainer
+from zoo.evaluation import Collective, Evaluator, build_extractor
+from zoo.evaluation import metrics as M
+from zoo.evaluation.features import quantised_pixels, subset_indices
 from zoo.wgan import WGANGP
 
 VALUE_RANGE = (-1.0, 1.0)

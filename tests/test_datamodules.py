@@ -365,12 +365,32 @@ def test_a_train_subset_larger_than_the_split_names_the_split_size():
 
 
 def test_the_evaluation_cache_identity_follows_the_train_subset():
-    from callbacks.evaluation import datamodule_identity
-
     plain, subset, other = Digits(), Digits(train_subset=300), Digits(train_subset=400)
-    assert "train_subset" not in datamodule_identity(plain)  # unchanged for runs without one
-    assert datamodule_identity(subset)["train_subset"] == 300
-    assert datamodule_identity(subset) != datamodule_identity(other) != datamodule_identity(plain)
+    assert "train_subset" not in plain.identity()  # unchanged for runs without one
+    assert subset.identity()["train_subset"] == 300
+    assert subset.identity() != other.identity() != plain.identity()
+
+
+def test_the_identity_follows_every_setting_that_can_change_the_samples_and_no_other():
+    class Noisy(Digits):  # keeps its setting only privately
+        def __init__(self, noise: float = 0.0, **settings) -> None:
+            super().__init__(**settings)
+            self._noise = noise
+
+    assert FashionMNIST(data_dir="a", batch_size=8, num_workers=2, download=False).identity() == \
+        FashionMNIST(data_dir="b").identity()  # paths, loading and batching leave the samples alone
+    assert FashionMNIST(image_size=32).identity() != FashionMNIST().identity()
+    assert Noisy(0.1).identity() == Noisy(noise=0.1, batch_size=8).identity()
+    identities = [Noisy().identity(), Noisy(0.1).identity(), Noisy(seed=1).identity(), Digits().identity()]
+    assert all(a != b for i, a in enumerate(identities) for b in identities[i + 1:])
+    assert Noisy(0.1).identity()["noise"] == 0.1 and Noisy(seed=1).identity()["seed"] == 1
+
+
+def test_train_dataset_is_the_training_split_after_the_subset():
+    datamodule = Digits(train_subset=300)
+    train = datamodule.train_dataset()  # sets up
+    assert train is datamodule.train_set and len(train) == 300
+    assert datamodule.train_dataset() is train
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -16,11 +16,14 @@ import yaml
 from lightning.pytorch.loggers import CSVLogger
 
 from benchmarks.evaluate import main as evaluate_checkpoint
-from callbacks import metrics as M
-from callbacks.evaluation import Evaluation, Evaluator, MetricOptions, normalized_samples, subset_indices
-from callbacks.extractors import FeatureExtractor, build_extractor, register_extractor
-from callbacks.extractors.base import to_unit_range
+from callbacks import Evaluation
 from tests.helpers import ImagesDataModule, SplitImages, prepared_config, quiet_trainer, wandb_run_contents
+from zoo.evaluation import METRICS, Evaluator, MetricInputs, MetricOptions, register_metric
+from zoo.evaluation import metrics as M
+from zoo.evaluation.extractors import FeatureExtractor, build_extractor, register_extractor
+from zoo.evaluation.extractors.base import to_unit_range
+from zoo.evaluation.features import normalized_samples, subset_indices
+from zoo.evaluation.reference import sample_fingerprint
 from zoo.wgan import WGANGP
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,6 +125,78 @@ def test_reference_features_are_cached_and_recomputed_when_the_key_changes(tmp_p
         path.write_bytes(b"garbage")
     with pytest.warns(UserWarning, match="ignoring reference cache"):
         assert run() == 50 + 30
+
+
+class PrivatelyOffsetImages(SplitImages):
+    """SplitImages whose middle training sample is offset by a setting kept only in a private attribute: neither
+    a public attribute nor the reference cache's fingerprint (the first and last 16 samples) tells it apart."""
+
+    def __init__(self, offset: float = 0.0, **settings) -> None:
+        super().__init__(**settings)
+        self._offset = offset
+
+    def build_datasets(self):
+        train, val, test = super().build_datasets()
+        train.tensors["x"][len(train) // 2] += self._offset
+        return train, val, test
+
+
+def test_differently_configured_datamodules_never_share_a_reference_cache_entry(tmp_path):
+    cache = tmp_path / "cache"
+
+    def real_samples_extracted(dm):  # 0: a cache hit
+        CountingExtractor.seen = 0
+        Evaluator("counting", ("fid",), n_samples=30, n_reference=None, cache_dir=cache).evaluate(model_for(dm), dm)
+        return CountingExtractor.seen - 30
+
+    def configurations():  # fresh instances, each configured differently
+        return [PrivatelyOffsetImages(), PrivatelyOffsetImages(offset=0.5), PrivatelyOffsetImages(seed=1),
+                PrivatelyOffsetImages(num_test=20), SplitImages()]
+
+    plain, offset = configurations()[:2]
+    plain.setup(), offset.setup()
+    indices = list(range(len(plain.train_set)))
+    assert sample_fingerprint(plain.train_set, indices) == sample_fingerprint(offset.train_set, indices)
+    assert [real_samples_extracted(dm) for dm in configurations()] == [96] * 5
+    assert len(list(cache.glob("*.pt"))) == 5
+    assert [real_samples_extracted(dm) for dm in configurations()] == [0] * 5, "equal configurations share one"
+    assert real_samples_extracted(PrivatelyOffsetImages(0.5, batch_size=8)) == 0  # positional; batch size is neutral
+
+
+def test_a_registered_metric_is_computed_by_the_evaluator_and_the_callback(tmp_path):
+    @register_metric("mean_gap")
+    def mean_gap(inputs: MetricInputs) -> dict[str, float]:
+        inputs.protocol["mean_gap"] = {"norm": "euclidean"}
+        return {"mean_gap": float((inputs.fake.features.mean(0) - inputs.real.features.mean(0)).norm())}
+
+    try:
+        dm = SplitImages()
+        evaluation = Evaluation(extractor="pixels", metrics=("fid", "mean_gap"), n_samples=40, n_reference=50,
+                                every_n_epochs=None, cache_dir=None)
+        trainer = quiet_trainer(tmp_path, max_steps=4, callbacks=[evaluation])
+        model = model_for(dm)
+        trainer.fit(model, dm)
+        result = Evaluator("pixels", ("mean_gap",), n_samples=40, n_reference=50, cache_dir=None).evaluate(model, dm)
+    finally:
+        METRICS.pop("mean_gap")
+    pixels = build_extractor("pixels")
+    fake = pixels(model.generate(model.sample_latents(40, generator=torch.Generator().manual_seed(0))), (-1.0, 1.0))
+    real = pixels(torch.stack([dm.train_set[i]["x"] for i in subset_indices(96, 50, seed=0)]), (-1.0, 1.0))
+    assert result.values == {"mean_gap": pytest.approx(float((fake.mean(0) - real.mean(0)).norm()), rel=1e-5)}
+    assert result.protocol["mean_gap"] == {"norm": "euclidean"}
+    assert evaluation.history[-1]["mean_gap"] == pytest.approx(result.values["mean_gap"], rel=1e-6)
+    assert float(trainer.callback_metrics["eval/mean_gap"]) == pytest.approx(result.values["mean_gap"], rel=1e-6)
+    with pytest.raises(ValueError, match="unknown or no metrics"):
+        Evaluator("pixels", ("mean_gap",))  # unregistered again
+
+
+def test_the_evaluation_engine_imports_no_lightning():
+    code = ("import sys, zoo.evaluation, zoo.evaluation.extractors.pretrained; "
+            "print(sorted(m for m in sys.modules if m.partition('.')[0] in ('lightning', 'pytorch_lightning')))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "[]"
 
 
 def test_bad_evaluation_settings_are_clear_errors(tmp_path):

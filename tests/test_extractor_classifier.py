@@ -9,16 +9,16 @@ import json
 import pytest
 import torch
 
-from callbacks.extractors.base import build_extractor, file_sha256
-from callbacks.extractors.classifier import (
+from callbacks.extractors.train import main as train_main
+from datamodules.images import Digits
+from zoo.evaluation.extractors.base import build_extractor, file_sha256
+from zoo.evaluation.extractors.classifier import (
     ClassifierExtractor,
     ClassifierNet,
     load_classifier,
     save_classifier,
     train_classifier,
 )
-from callbacks.extractors.train import main as train_main
-from datamodules.images import Digits
 
 
 @pytest.fixture(autouse=True)

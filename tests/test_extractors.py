@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from callbacks.extractors import build_extractor
-from callbacks.extractors.pretrained import InceptionExtractor
-from callbacks.metrics import frechet_distance
+from zoo.evaluation.extractors import build_extractor
+from zoo.evaluation.extractors.pretrained import InceptionExtractor
+from zoo.evaluation.metrics import frechet_distance
 
 
 def grey_images(n: int, seed: int = 0, size: int = 28) -> torch.Tensor:

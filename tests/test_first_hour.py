@@ -35,7 +35,7 @@ def test_the_first_hour_through_the_cli(tmp_path, monkeypatch):
     run_cli(fit)
     # one directory with everything, whatever the logger (W&B here, offline)
     assert (root / "config.yaml").is_file() and (root / "wandb").is_dir()
-    assert read_checkpoint(root / "checkpoints" / "last.ckpt")["zoo"]["schedule"]["generator_step"] == 4
+    assert read_checkpoint(root / "checkpoints" / "last.ckpt")["zoo"]["schedule"]["step"] == 4
     assert list((root / "images").glob("samples_grid_step*.png"))
     assert json.loads((root / "evaluation.jsonl").read_text().splitlines()[-1])["step"] == 24
     # a rerun does not overwrite it
@@ -67,7 +67,7 @@ def test_the_first_hour_through_the_cli(tmp_path, monkeypatch):
     # resume with a larger budget: continues in the same directory
     resumed = run_cli([*fit[:-1], "6", "--ckpt_path", last])
     assert resumed.model.generator_step == 6
-    assert read_checkpoint(root / "checkpoints" / "last.ckpt")["zoo"]["schedule"]["generator_step"] == 6
+    assert read_checkpoint(root / "checkpoints" / "last.ckpt")["zoo"]["schedule"]["step"] == 6
     assert not root.with_name("digits-2").exists()
 
 

@@ -71,10 +71,8 @@ def test_critic_loss_is_the_flat_objective_and_k0_is_a_wgan_critic(k):
     dm.setup("fit")
     real = next(iter(dm.train_dataloader()))
     real = {"x": real["x"], "tangents": real["tangents"]}
-    model.phase_rng = torch.Generator().manual_seed(7)
     fake = model.fake_batch(10, torch.Generator().manual_seed(3))
-    model.phase_rng = torch.Generator().manual_seed(7)
-    terms = model.critic_loss(real, fake)
+    terms = model.critic_loss(real, fake, torch.Generator().manual_seed(7))
     comass, exterior = hand_penalties(model, real["x"], seed=7)
     assert comass > 0 and exterior > 0
     f = model.critic.zero_form
@@ -145,12 +143,12 @@ def test_bad_input_gets_errors_that_name_the_problem():
     with pytest.raises(ValueError, match="must be >= 1 and divide"):
         FlatGAN((1, 8, 8), latent_dim=8, k=1, oriented_ranges=[1.0], downsample_factor=3)
     model = circle_model(k=1)
-    model.phase_rng = torch.Generator().manual_seed(0)
-    fake = model.fake_batch(4, model.phase_rng)
+    noise = torch.Generator().manual_seed(0)
+    fake = model.fake_batch(4, noise)
     with pytest.raises(ValueError, match="needs batches with 'tangents'"):
-        model.critic_loss({"x": torch.zeros(4, 2)}, fake)
+        model.critic_loss({"x": torch.zeros(4, 2)}, fake, noise)
     with pytest.raises(ValueError, match=r"the model needs \(2, 1\)"):
-        model.critic_loss({"x": torch.zeros(4, 2), "tangents": torch.zeros(4, 2, 2)}, fake)
+        model.critic_loss({"x": torch.zeros(4, 2), "tangents": torch.zeros(4, 2, 2)}, fake, noise)
     with pytest.raises(ValueError, match="the 1-form networks return"):
         FlatGAN((2,), (-math.inf, math.inf), latent_dim=4, k=1, oriented_ranges=[1.0],
                 one_form=lambda data_shape, form_shape: MLPOneForm(data_shape, (3,)))

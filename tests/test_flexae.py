@@ -288,7 +288,7 @@ def test_resume_restores_all_networks_optimizers_and_the_cycle(tmp_path):
     full, full_trainer = run("a")
     # 8 optimizer steps per outer step (1 + 2 x 2 + 3); step 11 is mid-epoch and mid-cycle (after a critic pair)
     saved = torch.load(tmp_path / "a" / "step=11.ckpt", weights_only=False)  # hparams hold functools.partials
-    assert saved["zoo"]["schedule"] == {"outer_step": 1, "cycle_position": 2}
+    assert saved["zoo"]["schedule"] == {"step": 1, "position": 2}
     assert len(saved["optimizer_states"]) == 6
     resumed, resumed_trainer = run("b", ckpt_path=tmp_path / "a" / "step=11.ckpt")
     assert (resumed.outer_step, resumed.cycle_position) == (full.outer_step, full.cycle_position)

@@ -210,7 +210,7 @@ def test_every_ocgan_config_trains_through_the_cli(config, tmp_path, monkeypatch
                   for m in octave_blocks(model.generator) if m.has_eval_beta}
     assert eval_betas == ({(0.7, 0.3)} if "octave" in config else set())  # the authors' test-time β
     if "wgan" in config:  # the authors' periodic long critic phases precede steps 499, 999, ...
-        assert model.schedule.warmup_every_offset == 1 and model.schedule.critic_steps(499) == 20
+        assert model.phase_schedule.warmup_every_offset == 1 and model.phase_schedule.critic_steps(499) == 20
     assert json.loads((tmp_path / "evaluation.jsonl").read_text().splitlines()[-1])["fid"] >= 0
 
 

@@ -243,7 +243,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_last_ckpt(finished_wgan_gp
         resume(run_dir, last, 9)
     monkeypatch.setattr(zoo.checkpoints.torch, "save", real_save)
     assert last.read_bytes() == finished_wgan_gp.read_bytes()
-    assert read_checkpoint(last)["zoo"]["schedule"]["generator_step"] == 6
+    assert read_checkpoint(last)["zoo"]["schedule"]["step"] == 6
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.ckpt"]  # no partial file
 
 

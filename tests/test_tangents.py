@@ -10,7 +10,6 @@ import torch
 from torch.utils.data import DataLoader
 
 import datamodules
-from callbacks.evaluation import datamodule_identity
 from datamodules import Circle5, DataNotFoundError, Digits, FashionMNIST, MovingImages, TangentImages
 from datamodules.tangents import (
     TANGENT_TRANSFORMS,
@@ -180,12 +179,12 @@ def test_tangent_images_on_fashion_mnist(fashion_mnist_raw_dir):
 
 
 def test_tangent_images_identity_names_the_base():
-    fashion = datamodule_identity(TangentImages(FashionMNIST(image_size=32)))
-    digits = datamodule_identity(TangentImages(Digits(image_size=32)))
+    fashion = TangentImages(FashionMNIST(image_size=32)).identity()
+    digits = TangentImages(Digits(image_size=32)).identity()
     assert fashion != digits
     assert fashion["base"]["class"] == "datamodules.images.FashionMNIST" and fashion["base"]["image_size"] == 32
     assert fashion["transformations"] == ["rotation", "thickness"] and fashion["scales"] == [10.0, 0.05]
-    other_scales = datamodule_identity(TangentImages(FashionMNIST(image_size=32), scales=[1.0, 0.05]))
+    other_scales = TangentImages(FashionMNIST(image_size=32), scales=[1.0, 0.05]).identity()
     assert other_scales != fashion
 
 

@@ -1,9 +1,17 @@
 """The shared adversarial base (after StyleGAN2-ADA's phase-based ``loss.py``).
 
-A method names its objective in two phases, ``critic_loss(real, fake)`` and ``generator_loss(fake)``, each
-returning a dict with the total under ``"loss"`` plus any terms to log. The base owns the rest: the
-critic/generator schedule, toggling, backward and steps, AMP details, the generator-step counter, the
-optional EMA generator and the schedule state in checkpoints.
+A method names its objective in two phases, ``critic_loss(real, fake, noise)`` and ``generator_loss(fake, noise)``,
+each returning a dict with the total under ``"loss"`` plus any terms to log. The base owns the rest: the networks
+(built from factories through :meth:`~AdversarialModel.init_generator` and :meth:`~AdversarialModel.init_critic`),
+the critic/generator schedule (as data, :class:`CriticSchedule`), toggling, backward and steps, AMP details, the
+optional EMA generator; :class:`~zoo.base.GenerativeModel` counts, stops and checkpoints the schedule.
+
+A variant's constructor takes only what is new and passes the shared settings through as keywords::
+
+    class HingeGAN(AdversarialModel):
+        def __init__(self, *args, margin: float = 1.0, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.margin = margin
 
 Data accounting follows the official WGAN/WGAN-GP code: each ``training_step`` is one critic update on one
 real batch; after ``n_critic`` of them (100 during WGAN's warm-up) comes one generator update on fresh
@@ -13,17 +21,19 @@ noise. Lightning's ``global_step`` counts every optimizer step (critic and gener
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from zoo.base import GenerativeModel
-from zoo.types import OptimizerFactory
-
-Batch = dict[str, torch.Tensor]
+from zoo.nets import default_critic, default_generator
+from zoo.ops.utils import eval_mode
+from zoo.types import Batch, CriticFactory, GeneratorFactory, OptimizerFactory
 
 
 @dataclass(frozen=True)
@@ -65,44 +75,66 @@ class CriticSchedule:
             return self.warmup_critic_steps
         return self.n_critic
 
+    def cycle(self, generator_step: int) -> tuple[tuple[str, ...], ...]:
+        """One critic update per batch; the cycle's last batch also updates the generator."""
+        return (("critic",),) * (self.critic_steps(generator_step) - 1) + (("critic", "generator"),)
+
 
 class AdversarialModel(GenerativeModel):
-    """Base for critic/generator games. Subclasses set ``self.generator`` and ``self.critic`` and implement
-    :meth:`critic_loss` and :meth:`generator_loss`; :meth:`fake_batch` may add keys (e.g. tangents)."""
+    """Base for critic/generator games. A method implements :meth:`critic_loss` and :meth:`generator_loss`;
+    :meth:`fake_batch` may add keys (e.g. tangents). Class attributes hold the method's defaults: the
+    optimizer both players get unless configured, and the default critic's normalisation."""
 
-    def __init__(self, data_shape: tuple[int, ...], value_range: tuple[float, float], latent_dim: int,
-                 generator: nn.Module, critic: nn.Module, generator_optimizer: OptimizerFactory,
-                 critic_optimizer: OptimizerFactory, schedule: CriticSchedule, ema_decay: float | None = None,
-                 max_generator_steps: int | None = None) -> None:
+    progress_name = "generator_step"
+    budget_name = "max_generator_steps"
+    #: both players' optimizer unless configured (the WGAN-GP paper's Adam)
+    default_optimizer: ClassVar[Callable[..., torch.optim.Optimizer]] = functools.partial(
+        torch.optim.Adam, lr=1e-4, betas=(0.5, 0.9))
+    #: the default critic's normalisation ("none", "layer" or "batch")
+    critic_norm: ClassVar[str] = "none"
+
+    def __init__(self, data_shape: tuple[int, ...], value_range: tuple[float, float] = (-1.0, 1.0),
+                 latent_dim: int = 128, generator: GeneratorFactory | None = None,
+                 critic: CriticFactory | None = None, generator_optimizer: OptimizerFactory | None = None,
+                 critic_optimizer: OptimizerFactory | None = None, n_critic: int = 5,
+                 ema_decay: float | None = None, max_generator_steps: int | None = None) -> None:
         super().__init__(data_shape, value_range, latent_dim)
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1) or None, got {ema_decay}")
         if max_generator_steps is not None and max_generator_steps < 1:
             raise ValueError(f"max_generator_steps must be >= 1 or None, got {max_generator_steps}")
-        self.generator = generator
-        self.critic = critic
-        self.schedule = schedule
-        self.max_generator_steps = max_generator_steps
+        self.generator = self.init_generator(generator)
+        self.critic = self.init_critic(critic)
+        self.phase_schedule = CriticSchedule(n_critic=n_critic)
+        self.max_generator_steps = self.step_limit = max_generator_steps
         self.generator_ema: AveragedModel | None = None
         if ema_decay is not None:
-            self.generator_ema = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay),
+            self.generator_ema = AveragedModel(self.generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay),
                                                use_buffers=True)
             self.generator_ema.requires_grad_(False)
-        self.add_optimizer("critic", lambda: list(self.critic.parameters()), critic_optimizer)
-        self.add_optimizer("generator", lambda: list(self.generator.parameters()), generator_optimizer)
-        # schedule state: saved in checkpoints so a resumed run continues the cycle exactly
-        self.generator_step = 0
-        self.critic_steps_in_cycle = 0
-        self.phase_rng: torch.Generator | None = None  # the current update's generator (see GenerativeModel.rng)
+        self.add_optimizer("critic", lambda: list(self.critic.parameters()), critic_optimizer or self.default_optimizer)
+        self.add_optimizer("generator", lambda: list(self.generator.parameters()),
+                           generator_optimizer or self.default_optimizer)
         self._check_output_shape()
+
+    # ---- the networks (lightning-bolts' init_generator / init_discriminator hooks) ---------------------------
+    def init_generator(self, factory: GeneratorFactory | None) -> nn.Module:
+        """The generator from a configured factory, or the default for the data (MLP for vectors, DCGAN for images)."""
+        return (factory or default_generator)(self.latent_dim, self.data_shape, self.value_range)
+
+    def init_critic(self, factory: CriticFactory | None) -> nn.Module:
+        """The critic from a configured factory, or the default for the data with :attr:`critic_norm`."""
+        return factory(self.data_shape) if factory is not None else default_critic(self.data_shape, self.critic_norm)
+
+    @property
+    def generator_step(self) -> int:
+        """Generator updates taken: the papers' unit of progress."""
+        return self.progress_step
 
     def _check_output_shape(self) -> None:
         """Fail at construction, not mid-training, when a network does not fit the data."""
-        with torch.no_grad():
-            was_training = self.generator.training
-            self.generator.eval()
+        with torch.no_grad(), eval_mode(self.generator):
             out = self.generator(torch.zeros(2, self.latent_dim))
-            self.generator.train(was_training)
             if tuple(out.shape[1:]) != self.data_shape:
                 raise ValueError(f"the generator makes samples of shape {tuple(out.shape[1:])}, but the data has "
                                  f"shape {self.data_shape}: choose a network for this image size")
@@ -113,10 +145,11 @@ class AdversarialModel(GenerativeModel):
                 raise ValueError(f"the critic must return one score per sample, got shape {tuple(scores.shape)}")
 
     # ---- what a method defines ---------------------------------------------------------------------------
-    def critic_loss(self, real: Batch, fake: Batch) -> dict[str, torch.Tensor]:
+    def critic_loss(self, real: Batch, fake: Batch, noise: torch.Generator) -> dict[str, torch.Tensor]:
+        """The critic's phase: ``{"loss": total, **terms to log}``; ``noise`` seeds any randomness (penalties)."""
         raise NotImplementedError
 
-    def generator_loss(self, fake: Batch) -> dict[str, torch.Tensor]:
+    def generator_loss(self, fake: Batch, noise: torch.Generator) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
     def before_critic_update(self) -> None:
@@ -140,57 +173,30 @@ class AdversarialModel(GenerativeModel):
         fake = self.scores(self.fake_batch(len(batch["x"]), generator)).float().mean()
         return {"critic_real": real, "critic_fake": fake, "critic_gap": real - fake}
 
-    def fake_batch(self, n: int, generator: torch.Generator) -> Batch:
-        return {"x": self.generator(self.randn(n, self.latent_dim, generator=generator))}
+    def fake_batch(self, n: int, noise: torch.Generator) -> Batch:
+        return {"x": self.generator(self.randn(n, self.latent_dim, generator=noise))}
 
     # ---- the API ----------------------------------------------------------------------------------------
     @property
     def sampling_network(self) -> nn.Module:
         return self.generator_ema.module if self.generator_ema is not None else self.generator
 
-    def progress(self) -> str:
-        return f"generator step {self.generator_step}"
-
-    def step_budget(self) -> tuple[str, int, int] | None:
-        if self.max_generator_steps is None:
-            return None
-        return "max_generator_steps", self.generator_step, self.max_generator_steps
-
     # ---- training -----------------------------------------------------------------------------------------
-    def training_step(self, batch: Batch, batch_idx: int) -> None:
-        real = {k: v for k, v in self.checked_batch(batch).items() if k != "label"}
+    def train_phases(self, real: Batch, phases: tuple[str, ...]) -> None:
         n = len(real["x"])
-
-        self.before_critic_update()
-        with self.training_phase("critic"):
-            self.phase_rng = self.rng()
-            with torch.no_grad():
-                fake = self.fake_batch(n, self.phase_rng)
-            terms = self.critic_loss(real, fake)
-            self.update("critic", terms.pop("loss"), terms)
-        self.after_critic_update()
-        self.critic_steps_in_cycle += 1
-
-        if self.critic_steps_in_cycle >= self.schedule.critic_steps(self.generator_step):
+        if "critic" in phases:
+            self.before_critic_update()
+            with self.training_phase("critic"):
+                noise = self.noise()
+                with torch.no_grad():
+                    fake = self.fake_batch(n, noise)
+                terms = self.critic_loss(real, fake, noise)
+                self.update("critic", terms.pop("loss"), terms)
+            self.after_critic_update()
+        if "generator" in phases:
             with self.training_phase("generator"):
-                self.phase_rng = self.rng()
-                terms = self.generator_loss(self.fake_batch(n, self.phase_rng))
+                noise = self.noise()
+                terms = self.generator_loss(self.fake_batch(n, noise), noise)
                 self.update("generator", terms.pop("loss"), terms)
             if self.generator_ema is not None:
                 self.generator_ema.update_parameters(self.generator)
-            self.critic_steps_in_cycle = 0
-            self.generator_step += 1
-            self.log("train/generator_step", float(self.generator_step), on_step=True)
-            if self.budget_reached():
-                self.trainer.should_stop = True
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint["zoo"]["schedule"] = {"generator_step": self.generator_step,
-                                         "critic_steps_in_cycle": self.critic_steps_in_cycle}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_load_checkpoint(checkpoint)
-        state = checkpoint["zoo"].get("schedule", {})
-        self.generator_step = int(state.get("generator_step", 0))
-        self.critic_steps_in_cycle = int(state.get("critic_steps_in_cycle", 0))

@@ -8,9 +8,10 @@ Training, as in the paper (§6.1) and the authors' ``demo2.py``:
    Adam lr 3e-3, betas (0.5, 0.999) (the paper; the code uses 2e-5);
 2. when the reconstruction loss stops falling, :class:`callbacks.FreezeEncoder` freezes the encoder (no
    gradients, batch-norm statistics fixed: the code forgot the latter) and the decoder keeps refining;
-3. when fitting ends, the training set is encoded and the OT map is solved (:class:`zoo.priors.TransportPrior`,
-   :class:`zoo.ops.ot.SemiDiscreteOT`), before the final checkpoint is written, so ``sample(n)`` works right after
-   ``load_from_checkpoint``.
+3. when the networks are trained (:meth:`after_training`, the base's post-fit stage, inside the fit's last
+   training step), the training set (``datamodule.train_dataset()``) is encoded and the OT map is solved
+   (:class:`zoo.priors.TransportPrior`, :class:`zoo.ops.ot.SemiDiscreteOT`), so the final checkpoint, sample grids
+   and evaluations all have it and ``sample(n)`` works right after ``load_from_checkpoint``.
 
 The paper trains the whole model on 25,000 CIFAR-10 and 10,000 CelebA images: the datamodule's
 ``train_subset`` gives that, and the OT targets are then the codes of exactly the images the autoencoder was
@@ -35,8 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from zoo.autoencoder import AutoencoderModel
-from zoo.base import fit_ends_after_this_epoch, fit_is_finished
-from zoo.nets import default_decoder, default_encoder
+from zoo.base import FixedCycle, fit_is_finished
 from zoo.ops.ot import SemiDiscreteOT
 from zoo.priors import TransportPrior
 from zoo.types import EncoderFactory, GeneratorFactory, OptimizerFactory
@@ -59,6 +59,11 @@ class SolveProgress:
                            f"cells, {stats['num_samples']} source points per step")
 
 
+def identity_network(*shapes) -> nn.Module:
+    """Encoder and decoder when AE-OT runs without an autoencoder (transport straight to the data)."""
+    return nn.Identity()
+
+
 class AEOT(AutoencoderModel):
     def __init__(self, data_shape: tuple[int, ...], value_range: tuple[float, float] = (0.0, 1.0),
                  latent_dim: int = 100, autoencoder: bool = True, encoder: EncoderFactory | None = None,
@@ -69,14 +74,9 @@ class AEOT(AutoencoderModel):
                  solver: dict[str, Any] | None = None, transport_samples: int | None = None,
                  max_outer_steps: int | None = None) -> None:
         data_shape = tuple(data_shape)
-        if not autoencoder:
-            if data_shape != (latent_dim,):
-                raise ValueError(f"without an autoencoder the transport runs on the data itself: latent_dim must "
-                                 f"equal the data dimension, got latent_dim={latent_dim} for data {data_shape}")
-            encoder_net, decoder_net = nn.Identity(), nn.Identity()
-        else:
-            encoder_net = (encoder or default_encoder)(data_shape, latent_dim)
-            decoder_net = (decoder or default_decoder)(latent_dim, data_shape, tuple(value_range))
+        if not autoencoder and data_shape != (latent_dim,):
+            raise ValueError(f"without an autoencoder the transport runs on the data itself: latent_dim must "
+                             f"equal the data dimension, got latent_dim={latent_dim} for data {data_shape}")
         if code_l1_weight < 0:
             raise ValueError(f"code_l1_weight must be >= 0, got {code_l1_weight}")
         if transport_samples is not None and transport_samples < 1:
@@ -84,9 +84,11 @@ class AEOT(AutoencoderModel):
         unknown = sorted(set(solver or {}) - set(SOLVER_SETTINGS))
         if unknown:
             raise ValueError(f"unknown OT solver settings {unknown}; known: {list(SOLVER_SETTINGS)}")
-        prior = TransportPrior(latent_dim, box[0], box[1], top_k, angle_threshold, interpolation_weight, unpaired,
-                               pairing, pair_pool)
-        super().__init__(data_shape, value_range, latent_dim, encoder_net, decoder_net, prior, 1.0, max_outer_steps)
+        prior = functools.partial(TransportPrior, low=box[0], high=box[1], top_k=top_k, angle_threshold=angle_threshold,
+                                  weight=interpolation_weight, unpaired=unpaired, pairing=pairing, pair_pool=pair_pool)
+        super().__init__(data_shape, value_range, latent_dim, encoder=encoder if autoencoder else identity_network,
+                         decoder=decoder if autoencoder else identity_network, prior=prior,
+                         max_outer_steps=max_outer_steps)
         self.has_autoencoder = bool(autoencoder)
         self.code_l1_weight = float(code_l1_weight)
         self.solver_settings = dict(solver or {})
@@ -96,15 +98,16 @@ class AEOT(AutoencoderModel):
             # frozen encoder weights get no gradient, so Adam skips them; the list stays fixed for checkpoints
             self.add_optimizer("autoencoder", lambda: [*self.encoder.parameters(), *self.decoder.parameters()],
                                optimizer or functools.partial(torch.optim.Adam, lr=3e-3, betas=(0.5, 0.999)))
-        self.save_hyperparameters()
+        else:
+            self.phase_schedule = FixedCycle([()])  # nothing to learn before the transport
 
     # ---- the autoencoder phase --------------------------------------------------------------------------
     def reconstruction_loss(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(x_hat.float(), x.float())  # per-pixel, the paper's "L² loss"
 
-    def train_on(self, x: torch.Tensor, generator: torch.Generator) -> bool:
-        if not self.has_autoencoder:
-            return True  # nothing to learn before the transport
+    def train_on(self, x: torch.Tensor, phases: tuple[str, ...], noise: torch.Generator) -> None:
+        if "autoencoder" not in phases:
+            return
         with self.training_phase("autoencoder"):
             codes = self.encoder(x)
             reconstruction = self.reconstruction_loss(x, self.decoder(codes))
@@ -113,7 +116,6 @@ class AEOT(AutoencoderModel):
         # the epoch mean, synchronised across ranks, drives FreezeEncoder identically everywhere
         self.log("train/reconstruction_epoch", reconstruction.detach(), on_step=False, on_epoch=True,
                  sync_dist=True)
-        return True
 
     def freeze_encoder(self, announce: bool = True) -> None:
         """Stop training the encoder: no gradients, and batch norm uses (and keeps) its running statistics."""
@@ -148,7 +150,7 @@ class AEOT(AutoencoderModel):
         return codes
 
     def fit_transport(self, dataset, checkpoint: str | None = None) -> dict:
-        """Encode ``dataset`` (a dataset of dict samples, e.g. ``datamodule.train_set``) and solve the OT map."""
+        """Encode ``dataset`` (a dataset of dict samples, e.g. ``datamodule.train_dataset()``) and solve the OT map."""
         codes = self.training_codes(dataset)
         settings = {"seed": self.noise_seed or 0, **self.solver_settings}
         rank_zero_info(f"AEOT: solving semi-discrete OT to {len(codes)} codes of dimension {codes.shape[1]}")
@@ -164,25 +166,21 @@ class AEOT(AutoencoderModel):
     def ready_to_sample(self) -> bool:
         return self.prior.fitted
 
-    def on_train_epoch_end(self) -> None:
-        # Runs before the checkpoint callbacks' epoch-end hook, so the final checkpoint holds the map.
-        if fit_ends_after_this_epoch(self.trainer) and not self.prior.fitted:
-            report = self.fit_transport(self._training_set(), self._solver_checkpoint())
-            self.log_dict({f"transport/{k}": float(v) for k, v in report.items()}, rank_zero_only=True)
+    # ---- the post-fit stage ---------------------------------------------------------------------------------
+    def after_training_done(self) -> bool:
+        return self.prior.fitted
 
-    def on_train_end(self) -> None:
-        if not self.prior.fitted:  # stopped some other way (max_time, an interrupt): fit, and say the
-            self.fit_transport(self._training_set(), self._solver_checkpoint())
-            rank_zero_info("AEOT: fit stopped before an epoch end; the transport map was solved after the last "
-                           "checkpoint, save this model to keep it")
+    def after_training(self) -> None:
+        report = self.fit_transport(self._training_set(), self._solver_checkpoint())
+        self.log_dict({f"transport/{k}": float(v) for k, v in report.items()}, rank_zero_only=True)
 
     def _training_set(self):
         datamodule = getattr(self.trainer, "datamodule", None)
-        dataset = getattr(datamodule, "train_set", None)
-        if dataset is None:
+        if datamodule is None or not hasattr(datamodule, "train_dataset"):
             raise RuntimeError("AEOT solves its transport map on the training set of a zoo datamodule "
                                "(trainer.fit(model, datamodule=...)); with bare dataloaders call "
                                "model.fit_transport(dataset) yourself")
+        dataset = datamodule.train_dataset()
         train_subset = getattr(datamodule, "train_subset", None)
         if train_subset is not None and self.transport_samples is not None and self.transport_samples < len(dataset):
             rank_zero_warn(f"AEOT: the datamodule trains on train_subset={train_subset} images and "
@@ -201,10 +199,12 @@ class AEOT(AutoencoderModel):
             self.prior.potential = self.prior.potential[:0]
 
     # ---- checkpoints ------------------------------------------------------------------------------------
-    def schedule_state(self) -> dict[str, int]:
-        return {**super().schedule_state(), "encoder_frozen": int(self.encoder_frozen)}
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["zoo"]["encoder_frozen"] = self.encoder_frozen
 
-    def load_schedule_state(self, state: dict[str, int]) -> None:
-        super().load_schedule_state(state)
-        if state.get("encoder_frozen"):
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        # before the shared training contract the flag lived in the schedule state
+        if checkpoint["zoo"].get("encoder_frozen", checkpoint["zoo"].get("schedule", {}).get("encoder_frozen")):
             self.freeze_encoder(announce=False)

@@ -1,6 +1,7 @@
 """The deterministic-autoencoder base (WAE, FlexAE, AE-OT): encoder E, decoder D and a pluggable latent
 prior (:mod:`zoo.priors`). Generation is ``D(prior.sample(n))``; the methods differ in how the codes are
-regularised and in the prior, not in this code.
+regularised and in the prior, not in this code. A method sets its phase schedule (default: one
+``"autoencoder"`` phase per batch and outer step) and implements ``train_on(x, phases, noise)``.
 
 API beyond :class:`~zoo.base.GenerativeModel`'s: ``encode(x)``, ``decode(z)``, ``reconstruct(x)``, ``prior``.
 """
@@ -8,43 +9,63 @@ API beyond :class:`~zoo.base.GenerativeModel`'s: ``encode(x)``, ``decode(z)``, `
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
 
-from zoo.base import GenerativeModel
+from zoo.base import FixedCycle, GenerativeModel
+from zoo.nets import default_decoder, default_encoder
 from zoo.ops.losses import reconstruction_sse
 from zoo.ops.utils import eval_mode
-from zoo.priors import Prior
+from zoo.priors import GaussianPrior, Prior
+from zoo.types import Batch, EncoderFactory, GeneratorFactory
 
-Batch = dict[str, torch.Tensor]
+#: (latent_dim) -> the latent prior, e.g. ``functools.partial(GaussianPrior, scale=2.0)``
+PriorFactory = Callable[[int], Prior]
 
 
 class AutoencoderModel(GenerativeModel):
-    """Subclasses register optimizers (:meth:`add_optimizer`) and implement :meth:`train_on` for one batch.
+    """Subclasses register optimizers (:meth:`add_optimizer`), may set :attr:`phase_schedule`, and implement
+    :meth:`train_on` for one batch. Networks come from factories (defaults: MLPs for vectors, FlexAE's InfoGAN-style
+    nets for images) through :meth:`init_encoder` and :meth:`init_decoder`; the prior from ``prior`` (default
+    N(0, I)).
 
     ``reconstruction_weight`` scales the per-image sum of squared errors (1 in FlexAE; 0.05 in WAE's code)."""
 
-    def __init__(self, data_shape: tuple[int, ...], value_range: tuple[float, float], latent_dim: int,
-                 encoder: nn.Module, decoder: nn.Module, prior: Prior, reconstruction_weight: float = 1.0,
+    progress_name = "outer_step"
+    budget_name = "max_outer_steps"
+
+    def __init__(self, data_shape: tuple[int, ...], value_range: tuple[float, float] = (0.0, 1.0),
+                 latent_dim: int = 32, encoder: EncoderFactory | None = None, decoder: GeneratorFactory | None = None,
+                 prior: PriorFactory | None = None, reconstruction_weight: float = 1.0,
                  max_outer_steps: int | None = None) -> None:
         super().__init__(data_shape, value_range, latent_dim)
         if reconstruction_weight <= 0:
             raise ValueError(f"reconstruction_weight must be > 0, got {reconstruction_weight}")
         if max_outer_steps is not None and max_outer_steps < 1:
             raise ValueError(f"max_outer_steps must be >= 1 or None, got {max_outer_steps}")
-        if prior.dim != latent_dim:
-            raise ValueError(f"the prior draws codes of dimension {prior.dim}, the autoencoder's latent_dim is "
-                             f"{latent_dim}")
-        self.encoder = encoder
-        self.decoder = decoder
-        self.prior = prior
+        self.encoder = self.init_encoder(encoder)
+        self.decoder = self.init_decoder(decoder)
+        self.prior = (prior or GaussianPrior)(self.latent_dim)
+        if self.prior.dim != self.latent_dim:
+            raise ValueError(f"the prior draws codes of dimension {self.prior.dim}, the autoencoder's latent_dim is "
+                             f"{self.latent_dim}")
         self.reconstruction_weight = float(reconstruction_weight)
-        self.max_outer_steps = max_outer_steps
-        self.outer_step = 0  # completed training cycles (the papers' iterations); saved in checkpoints
+        self.max_outer_steps = self.step_limit = max_outer_steps
+        self.phase_schedule = FixedCycle([("autoencoder",)])
         self._check_shapes()
+
+    def init_encoder(self, factory: EncoderFactory | None) -> nn.Module:
+        return (factory or default_encoder)(self.data_shape, self.latent_dim)
+
+    def init_decoder(self, factory: GeneratorFactory | None) -> nn.Module:
+        return (factory or default_decoder)(self.latent_dim, self.data_shape, self.value_range)
+
+    @property
+    def outer_step(self) -> int:
+        """Completed training cycles: the papers' iterations."""
+        return self.progress_step
 
     def _check_shapes(self) -> None:
         """Fail at construction, not mid-training, when the networks do not fit the data."""
@@ -96,43 +117,16 @@ class AutoencoderModel(GenerativeModel):
         x = batch["x"]
         return {"reconstruction": self.reconstruction_loss(x, self.decoder(self.encoder(x)))}
 
-    def progress(self) -> str:
-        return f"outer step {self.outer_step}"
-
-    def step_budget(self) -> tuple[str, int, int] | None:
-        if self.max_outer_steps is None:
-            return None
-        return "max_outer_steps", self.outer_step, self.max_outer_steps
-
     # ---- training -------------------------------------------------------------------------------------
-    def train_on(self, x: torch.Tensor, generator: torch.Generator) -> bool:
-        """One training step on batch ``x``; ``generator`` seeds all of its noise. Returns True when the step
-        completed a training cycle (an outer step)."""
+    def train_on(self, x: torch.Tensor, phases: tuple[str, ...], noise: torch.Generator) -> None:
+        """Run ``phases`` on batch ``x``; ``noise`` seeds all of its randomness."""
         raise NotImplementedError
 
-    def training_step(self, batch: Batch, batch_idx: int) -> None:
-        x = self.checked_batch(batch)["x"]
+    def train_phases(self, batch: Batch, phases: tuple[str, ...]) -> None:
+        x = batch["x"]
         if len(x) < 2:
             raise ValueError("autoencoder training needs batches of at least 2 samples")
-        if self.train_on(x, self.rng()):
-            self.outer_step += 1
-            self.log("train/outer_step", float(self.outer_step), on_step=True)
-            if self.budget_reached():
-                self.trainer.should_stop = True
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint["zoo"]["schedule"] = self.schedule_state()
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_load_checkpoint(checkpoint)
-        self.load_schedule_state(checkpoint["zoo"].get("schedule", {}))
-
-    def schedule_state(self) -> dict[str, int]:
-        return {"outer_step": self.outer_step}
-
-    def load_schedule_state(self, state: dict[str, int]) -> None:
-        self.outer_step = int(state.get("outer_step", 0))
+        self.train_on(x, phases, self.noise())
 
 
 def paired(codes: torch.Tensor) -> torch.Tensor:

@@ -1,20 +1,29 @@
-"""The base every zoo model shares: the uniform generative API, manual optimization of named networks,
-reproducible per-step randomness and non-finite guards.
+"""The base every zoo model shares: the uniform generative API, one training contract, manual optimization of
+named networks, reproducible per-step randomness and non-finite guards.
 
-Callbacks and users see only ``sample(n)``, ``generate(z)``, ``sample_latents(n)``, ``latent_dim``,
-``data_shape`` and ``value_range``; training logic lives in subclasses.
+The public model API, all that callbacks and users rely on: ``sample(n)``, ``generate(z)``, ``sample_latents(n)``,
+``sampling_network``, ``ready_to_sample``, ``latent_dim``, ``data_shape``, ``value_range`` and ``progress_step``
+(every model); ``encode``, ``decode``, ``reconstruct`` and ``prior`` (autoencoders); ``k``, ``latent_current`` and
+``generate_with_tangents`` (FlatGAN). Everything else is training logic.
+
+The training contract (after StyleGAN2-ADA's phase list): a model's :attr:`phase_schedule` says, as data, which
+phases (named updates) each batch runs; a *cycle* of batches makes one unit of progress (a generator step, an
+outer step), counted by :attr:`progress_step` and bounded by the model's budget. The base walks the schedule,
+counts, stops, saves the schedule state and runs :meth:`after_training` once the networks are trained; a family
+implements :meth:`train_phases` (its updates for one batch), and noise reaches every loss as an explicit
+``torch.Generator`` argument drawn from :meth:`noise`.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
-from typing import Any
+import inspect
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
 
 import lightning as L
 import torch
 from lightning.pytorch.plugins.precision import MixedPrecision
-from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
@@ -26,6 +35,7 @@ from zoo.checkpoints import (
     require_zoo_section,
     root_setting,
 )
+from zoo.compat import ddp_options, trainer_of
 from zoo.ops.utils import eval_mode
 from zoo.types import OptimizerFactory
 
@@ -38,17 +48,44 @@ class DivergenceError(NonFiniteError):
     """Parameters grew far past any healthy run's while finite (:class:`callbacks.DivergenceGuard`)."""
 
 
+class PhaseSchedule(Protocol):
+    """Which phases each batch of a training cycle runs: ``cycle(step)`` is one tuple of phase names per batch of
+    cycle ``step`` (the step-th unit of progress), in order."""
+
+    def cycle(self, step: int) -> Sequence[tuple[str, ...]]: ...
+
+
+class FixedCycle:
+    """The same cycle every step, e.g. ``FixedCycle([("autoencoder", "adversary")])``: one batch per outer step."""
+
+    def __init__(self, batches: Sequence[Sequence[str]]) -> None:
+        if not batches:
+            raise ValueError("a training cycle needs at least one batch")
+        self.batches = tuple(tuple(phases) for phases in batches)
+
+    def cycle(self, step: int) -> tuple[tuple[str, ...], ...]:
+        return self.batches
+
+    def __repr__(self) -> str:
+        return f"FixedCycle({list(self.batches)})"
+
+
 class GenerativeModel(L.LightningModule):
     """The model, any genzoo model (``--model.help zoo.wgan.WGANGP`` lists one model's options).
 
-    Subclasses register their networks' optimizers with :meth:`add_optimizer` and implement ``training_step``
-    with :meth:`update`; generation goes through :attr:`sampling_network`."""
+    A family base (:class:`~zoo.adversarial.AdversarialModel`, :class:`~zoo.autoencoder.AutoencoderModel`) sets
+    :attr:`phase_schedule` and the budget, registers optimizers with :meth:`add_optimizer` and implements
+    :meth:`train_phases` with :meth:`update`; generation goes through :attr:`sampling_network`. Init arguments
+    are recorded as hyper-parameters here, for every class in the chain (keyword pass-through included)."""
 
     #: How many fp16 steps in a row may overflow before we call it divergence (the GradScaler skips them).
     max_overflow_streak = 20
     #: Init arguments that only steer a run (how long it trains): on resume the model's value wins over the
     #: checkpoint's. Every other init argument must match the checkpoint unless ``allowed_resume_changes`` names it.
     run_settings: frozenset[str] = frozenset({"max_generator_steps", "max_outer_steps"})
+    #: the unit of progress (logged as ``train/<progress_name>``) and the init argument that bounds it
+    progress_name = "step"
+    budget_name = "max_steps"
 
     def __init__(self, data_shape: tuple[int, ...], value_range: tuple[float, float] = (-1.0, 1.0),
                  latent_dim: int = 128) -> None:
@@ -57,6 +94,7 @@ class GenerativeModel(L.LightningModule):
             raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
         if not data_shape or any(int(s) < 1 for s in data_shape):
             raise ValueError(f"data_shape must be a non-empty tuple of positive sizes, got {data_shape}")
+        self._save_init_arguments(inspect.currentframe())
         self.automatic_optimization = False
         self.data_shape = tuple(int(s) for s in data_shape)
         self.value_range = (float(value_range[0]), float(value_range[1]))
@@ -68,6 +106,20 @@ class GenerativeModel(L.LightningModule):
         #: init arguments a resume may change deliberately (``zoo fit --allow_changed``), e.g. optimizers
         self.allowed_resume_changes: frozenset[str] = frozenset()
         self._apply_optimizer_settings_at_start = False
+        # the training contract's state: saved in checkpoints so a resumed run continues the cycle exactly
+        self.phase_schedule: PhaseSchedule = FixedCycle([()])  # a family base sets its own
+        self.step_limit: int | None = None  # the budget, in units of progress
+        self.progress_step = 0  # completed cycles
+        self.cycle_position = 0  # batches taken in the current cycle
+
+    def _save_init_arguments(self, frame) -> None:
+        """Hyper-parameters = the init arguments the model's class accepts, gathered from every ``__init__`` in the
+        chain (so ``**kwargs`` passed through to a base are recorded with their defaults); a base's arguments the
+        class does not accept (a network a subclass builds itself) are left out, so the checkpoint rebuilds it."""
+        accepted = accepted_init_arguments(type(self))
+        every = {name for klass in type(self).__mro__ if "__init__" in vars(klass)
+                 for name in inspect.signature(vars(klass)["__init__"]).parameters}
+        self.save_hyperparameters(ignore=sorted(every - accepted), frame=frame)
 
     # ---- the uniform API -------------------------------------------------------------------------------
     @property
@@ -135,10 +187,57 @@ class GenerativeModel(L.LightningModule):
         for key, value in (terms or {}).items():
             self.log(f"train/{key}", value.detach() if torch.is_tensor(value) else value, on_step=True)
 
+    # ---- the training contract ---------------------------------------------------------------------------
+    def train_phases(self, batch: dict[str, torch.Tensor], phases: tuple[str, ...]) -> None:
+        """Run ``phases`` (names from :attr:`phase_schedule`) on one training batch."""
+        raise NotImplementedError
+
+    def after_training(self) -> None:
+        """A stage that runs once the networks are trained, inside the fit's last training step (so the final
+        checkpoint, sample grids and evaluations all see it): AE-OT solves its transport map here."""
+
+    def after_training_done(self) -> bool:
+        """False while :meth:`after_training` still has work to do."""
+        return True
+
+    def noise(self) -> torch.Generator:
+        """The generator for the current update's noise, handed to the losses: re-seeded from (seed, rank, global
+        step), so training noise is a pure function of progress (a resumed run draws exactly what the
+        uninterrupted one would) and DDP ranks draw different noise."""
+        if self._rng is None or self._rng.device != self.device:
+            self._rng = torch.Generator(device=self.device)
+        rank = self.global_rank if trainer_of(self) is not None else 0
+        key = hash((self.noise_seed or 0, rank, self.global_step)) & 0x7FFF_FFFF_FFFF_FFFF
+        return self._rng.manual_seed(key)
+
+    def training_batch(self, batch: Any) -> dict[str, torch.Tensor]:
+        """The checked batch without its labels (the zoo's models are unconditional)."""
+        return {k: v for k, v in self.checked_batch(batch).items() if k != "label"}
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        batch = self.training_batch(batch)
+        cycle = self.phase_schedule.cycle(self.progress_step)
+        self.train_phases(batch, cycle[self.cycle_position])
+        self.cycle_position += 1
+        if self.cycle_position >= len(cycle):
+            self.cycle_position = 0
+            self.progress_step += 1
+            self.log(f"train/{self.progress_name}", float(self.progress_step), on_step=True)
+            if self.budget_reached():
+                self.trainer.should_stop = True
+        if not self.after_training_done() and fit_ends_after_this_batch(self.trainer, batch_idx):
+            self.after_training()
+
+    def on_train_end(self) -> None:
+        if not self.after_training_done():  # stopped some other way (max_time, an interrupt, early stopping)
+            self.after_training()
+            rank_zero_info(f"{type(self).__name__}: fit stopped before its last step; the after-training stage ran "
+                           "after the last checkpoint, save this model to keep its result")
+
     # ---- robustness --------------------------------------------------------------------------------------
     def grad_scaler(self) -> torch.amp.GradScaler | None:
         """The fp16 GradScaler when training under ``16-mixed``, else None (bf16 and fp32 need none)."""
-        if self._trainer is None:
+        if trainer_of(self) is None:
             return None
         plugin = self.trainer.precision_plugin
         return plugin.scaler if isinstance(plugin, MixedPrecision) else None
@@ -170,11 +269,13 @@ class GenerativeModel(L.LightningModule):
         return batch
 
     def progress(self) -> str:
-        return f"epoch {self.current_epoch}"
+        return f"{self.progress_name.replace('_', ' ')} {self.progress_step}"
 
     def step_budget(self) -> tuple[str, int, int] | None:
         """``(setting, steps taken, limit)`` of the model's own training budget, or None when it has none."""
-        return None
+        if self.step_limit is None:
+            return None
+        return self.budget_name, self.progress_step, self.step_limit
 
     def budget_reached(self) -> bool:
         budget = self.step_budget()
@@ -210,17 +311,7 @@ class GenerativeModel(L.LightningModule):
         self.log_dict({f"{stage}/{name}": value.float() for name, value in terms.items()}, on_step=False,
                       on_epoch=True, sync_dist=True, batch_size=len(batch["x"]))
 
-    # ---- reproducible randomness -------------------------------------------------------------------------
-    def rng(self) -> torch.Generator:
-        """A generator re-seeded from (seed, rank, global step) before each update: training noise is a
-        pure function of progress, so a resumed run draws exactly what the uninterrupted one would, and
-        DDP ranks draw different noise."""
-        if self._rng is None or self._rng.device != self.device:
-            self._rng = torch.Generator(device=self.device)
-        rank = self.global_rank if self._trainer is not None else 0
-        key = hash((self.noise_seed or 0, rank, self.global_step)) & 0x7FFF_FFFF_FFFF_FFFF
-        return self._rng.manual_seed(key)
-
+    # ---- randomness -------------------------------------------------------------------------------------
     def randn(self, *shape: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(*shape, generator=generator, device=self.device)
 
@@ -231,11 +322,11 @@ class GenerativeModel(L.LightningModule):
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.noise_seed is None:
             self.noise_seed = torch.initial_seed()
-        strategy = self._trainer.strategy if self._trainer is not None else None
-        if isinstance(strategy, DDPStrategy) and not strategy._ddp_kwargs.get("find_unused_parameters", False):
+        options = ddp_options(trainer_of(self).strategy) if trainer_of(self) is not None else None
+        if options is not None and not options.get("find_unused_parameters", False):
             # Each phase updates one network, so the others are unused in that backward pass.
             rank_zero_info(f"{type(self).__name__}: enabling DDP find_unused_parameters (one network per phase)")
-            strategy._ddp_kwargs["find_unused_parameters"] = True
+            options["find_unused_parameters"] = True
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.check_parameters_finite()
@@ -245,23 +336,25 @@ class GenerativeModel(L.LightningModule):
             checkpoint["hyper_parameters"] = {**plain_config(dict(checkpoint["hyper_parameters"])),
                                               "_instantiator": INSTANTIATOR}
         checkpoint["zoo"] = {"noise_seed": self.noise_seed,
-                             "class_path": f"{type(self).__module__}.{type(self).__qualname__}"}
+                             "class_path": f"{type(self).__module__}.{type(self).__qualname__}",
+                             "schedule": {"step": self.progress_step, "position": self.cycle_position}}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         require_zoo_section(checkpoint)
         self.check_resumable(checkpoint)
         self.noise_seed = int(checkpoint["zoo"]["noise_seed"])
+        self.progress_step, self.cycle_position = schedule_state(checkpoint["zoo"].get("schedule", {}))
 
     def check_resumable(self, checkpoint: dict[str, Any]) -> None:
         """The checkpoint must hold this class; a resumed fit must have the checkpoint's settings, except run
         settings (the model's value wins, said in one line) and ``allowed_resume_changes`` (accepted, said)."""
-        source = f"checkpoint {self._trainer.ckpt_path}" if self._trainer is not None else "the checkpoint"
+        source = f"checkpoint {trainer_of(self).ckpt_path}" if trainer_of(self) is not None else "the checkpoint"
         own = f"{type(self).__module__}.{type(self).__qualname__}"
         saved = checkpoint["zoo"].get("class_path", own)
         if saved != own:
             raise ValueError(f"{source} holds a {saved} model, but this run builds a {own}: resume with the config "
                              "the checkpoint was trained with (its run directory keeps a copy, config.yaml)")
-        fitting = self._trainer is not None and self._trainer.state.fn == "fit"
+        fitting = trainer_of(self) is not None and trainer_of(self).state.fn == "fit"
         if not fitting or not self.hparams:  # load_from_checkpoint builds from the checkpoint's own settings
             return
         changes = changed_settings(checkpoint.get("hyper_parameters", {}), dict(self.hparams))
@@ -302,6 +395,30 @@ class GenerativeModel(L.LightningModule):
                 group.update({key: value for key, value in wanted.items() if key != "params"})
 
 
+def accepted_init_arguments(cls: type) -> set[str]:
+    """The keyword arguments ``cls(...)`` accepts: its ``__init__``'s, and while that passes ``**kwargs`` on, its
+    bases' (the resolution jsonargparse applies for the CLI)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        parameters = list(inspect.signature(vars(klass)["__init__"]).parameters.values())[1:]
+        names |= {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            break
+    return names
+
+
+def schedule_state(saved: dict[str, int]) -> tuple[int, int]:
+    """``(progress step, cycle position)`` from a checkpoint's schedule state, in this format or the one before
+    the shared training contract (``generator_step``/``critic_steps_in_cycle``, ``outer_step``/``cycle_position``)."""
+    if "step" in saved:
+        return int(saved["step"]), int(saved.get("position", 0))
+    if "generator_step" in saved:
+        return int(saved["generator_step"]), int(saved.get("critic_steps_in_cycle", 0))
+    return int(saved.get("outer_step", 0)), int(saved.get("cycle_position", 0))
+
+
 def max_steps_reached(trainer: L.Trainer) -> bool:
     return trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps
 
@@ -321,4 +438,11 @@ def fit_is_finished(trainer: L.Trainer) -> bool:
 def fit_ends_after_this_epoch(trainer: L.Trainer) -> bool:
     """True in ``on_train_epoch_end`` of the epoch after which ``fit`` stops."""
     return fit_stops_after(trainer, trainer.current_epoch + 1)
+
+
+def fit_ends_after_this_batch(trainer: L.Trainer, batch_idx: int) -> bool:
+    """True in the training step after which ``fit`` stops: a stop request, max_steps, or the last batch of the
+    last epoch (``limit_train_batches`` included)."""
+    last_batch = trainer.is_last_batch or batch_idx + 1 >= trainer.num_training_batches
+    return trainer.should_stop or max_steps_reached(trainer) or (last_batch and fit_ends_after_this_epoch(trainer))
 

@@ -153,6 +153,11 @@ def _holds_a_run(directory: Path) -> bool:
     return any((directory / name).exists() for name in ("checkpoints", "images", "evaluation.jsonl"))
 
 
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+#: what every config shares (seed, trainer, logger): read before ``--config``, so a config holds only what differs
+DEFAULT_CONFIG_FILES = [str(CONFIG_DIR / "defaults.yaml")]
+
+
 def config_with_callback_args(config: str | Path, directory: str | Path, class_path: str, **init_args) -> Path:
     """A copy of ``config`` in ``directory`` whose ``class_path`` callbacks have ``init_args`` updated (for
     scripted runs that change, say, the Evaluation's sample counts but nothing else)."""
@@ -175,12 +180,12 @@ def run_cli(args: list[str] | None = None, run: bool = True) -> ZooCLI:
     import datamodules  # noqa: F401  registers the datamodules as subclasses
     import zoo.models  # noqa: F401  registers the models
 
+    # the shared settings come first, so every config (and the command line) overrides them
+    defaults = {"default_config_files": DEFAULT_CONFIG_FILES}
+    parser_kwargs = {name: dict(defaults) for name in ZooCLI.subcommands()} if run else defaults
     return ZooCLI(GenerativeModel, ZooDataModule, subclass_mode_model=True, subclass_mode_data=True,
                   save_config_callback=SaveConfigToRunDir, save_config_kwargs={"overwrite": True},
-                  auto_configure_optimizers=False, args=args, run=run)
-
-
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+                  auto_configure_optimizers=False, parser_kwargs=parser_kwargs, args=args, run=run)
 
 
 def available_configs() -> list[str]:

@@ -19,7 +19,7 @@ from typing import Literal
 
 import torch
 
-from zoo.adversarial import AdversarialModel, Batch, CriticSchedule
+from zoo.adversarial import AdversarialModel
 from zoo.nets.common import has_batch_norm
 from zoo.nets.forms import DifferentialForm, Downsampler, FlatCritic, FlatGenerator, FlatOneForm, OneFormFactory
 from zoo.nets.mlp import MLPCritic, MLPGenerator, MLPOneForm
@@ -34,7 +34,19 @@ from zoo.ops.flat import (
 )
 from zoo.ops.losses import wasserstein_critic_loss, wasserstein_generator_loss
 from zoo.ops.utils import full_precision
-from zoo.types import CriticFactory, GeneratorFactory, OptimizerFactory
+from zoo.types import Batch, CriticFactory, GeneratorFactory, OptimizerFactory
+
+
+def build_form(data_shape: tuple[int, ...], zero_form: CriticFactory, one_form: OneFormFactory | None, k: int,
+               alpha: float, downsample_factor: int | None, blur_sigma: float) -> DifferentialForm:
+    """The critic ω = f + α·det(Vᵀ Ω) from its 0-form and 1-form factories; for images the 1-forms see the
+    tangents blurred and pooled by ``downsample_factor`` (None: at full size)."""
+    downsampler = None
+    if len(data_shape) == 3 and downsample_factor is not None:
+        downsampler = Downsampler(data_shape, downsample_factor, blur_sigma)
+    form_shape = downsampler.out_shape if downsampler is not None else (math.prod(data_shape),)
+    one_form_net = one_form(data_shape, form_shape) if one_form is not None else None
+    return DifferentialForm(data_shape, zero_form(data_shape), one_form_net, k, alpha, downsampler)
 
 
 def default_networks(data_shape: tuple[int, ...]):
@@ -75,28 +87,21 @@ class FlatGAN(AdversarialModel):
             raise ValueError(f"comass_bound must be > 0 and penalty_weight >= 0, got {comass_bound}, {penalty_weight}")
         if exterior_penalty not in EXTERIOR_PENALTIES:
             raise ValueError(f"exterior_penalty must be one of {EXTERIOR_PENALTIES}, got {exterior_penalty!r}")
-        latent_current = LatentCurrent(latent_dim, tuple(oriented_ranges), nuisance, nuisance_range)
         default_generator, default_zero_form, default_one_form = default_networks(data_shape)
-        generator_net = (generator or default_generator)(latent_dim, data_shape, tuple(value_range))
-        if k and has_batch_norm(generator_net):
+        critic = functools.partial(build_form, zero_form=zero_form or default_zero_form,
+                                   one_form=(one_form or default_one_form) if k else None, k=k, alpha=alpha,
+                                   downsample_factor=downsample_factor, blur_sigma=blur_sigma)
+        super().__init__(data_shape, value_range, latent_dim, generator=generator or default_generator, critic=critic,
+                         generator_optimizer=generator_optimizer, critic_optimizer=critic_optimizer,
+                         n_critic=n_critic, ema_decay=ema_decay, max_generator_steps=max_generator_steps)
+        if k and has_batch_norm(self.generator):
             raise ValueError("FlatGAN's generator must not use batch norm: its tangents are per-sample Jacobians")
-        downsampler = None
-        if len(data_shape) == 3 and downsample_factor is not None:
-            downsampler = Downsampler(data_shape, downsample_factor, blur_sigma)
-        form_shape = downsampler.out_shape if downsampler is not None else (math.prod(data_shape),)
-        one_form_net = (one_form or default_one_form)(data_shape, form_shape) if k else None
-        critic = DifferentialForm(data_shape, (zero_form or default_zero_form)(data_shape), one_form_net, k, alpha,
-                                  downsampler)
-        if has_batch_norm(critic):
+        if has_batch_norm(self.critic):
             raise ValueError("FlatGAN's form networks must not use batch norm: the penalties treat points one by one")
-        adam = functools.partial(torch.optim.Adam, lr=1e-4, betas=(0.5, 0.9))
-        super().__init__(data_shape, value_range, latent_dim, generator_net, critic, generator_optimizer or adam,
-                         critic_optimizer or adam, CriticSchedule(n_critic=n_critic), ema_decay, max_generator_steps)
-        self.latent_current = latent_current
+        self.latent_current = LatentCurrent(latent_dim, tuple(oriented_ranges), nuisance, nuisance_range)
         self.comass_bound = comass_bound
         self.penalty_weight = penalty_weight
         self.exterior_penalty = exterior_penalty
-        self.save_hyperparameters()
 
     @property
     def k(self) -> int:
@@ -104,26 +109,26 @@ class FlatGAN(AdversarialModel):
         return self.critic.k
 
     # ---- the objective -------------------------------------------------------------------------------------
-    def critic_loss(self, real: Batch, fake: Batch) -> dict[str, torch.Tensor]:
+    def critic_loss(self, real: Batch, fake: Batch, noise: torch.Generator) -> dict[str, torch.Tensor]:
         x = real["x"]
         real_scores = self.critic(x, self.data_tangents(real))
         fake_scores = self.critic(fake["x"], fake.get("tangents"))
         loss = wasserstein_critic_loss(real_scores, fake_scores)  # (g#S − T)(ω), the flat-distance estimate's negative
-        comass, exterior = self.flat_penalties(x)
+        comass, exterior = self.flat_penalties(x, noise)
         return {"loss": loss + self.penalty_weight * (comass + exterior), "flat_distance": -loss.detach(),
                 "comass_penalty": comass.detach(), "exterior_penalty": exterior.detach()}
 
-    def generator_loss(self, fake: Batch) -> dict[str, torch.Tensor]:
+    def generator_loss(self, fake: Batch, noise: torch.Generator) -> dict[str, torch.Tensor]:
         return {"loss": wasserstein_generator_loss(self.critic(fake["x"], fake.get("tangents")))}
 
-    def flat_penalties(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def flat_penalties(self, x: torch.Tensor, noise: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """‖ω‖* ≤ λ against one Haar k-frame and ‖dω‖* ≤ 1 against one Haar (k+1)-frame per data point."""
         n = len(x)
         with full_precision(self.device):
             x = x.float()
-            frames = haar_frames(n, self.data_shape, self.k, self.phase_rng, x.device) if self.k else None
+            frames = haar_frames(n, self.data_shape, self.k, noise, x.device) if self.k else None
             comass = comass_penalty(self.critic, x, frames, self.comass_bound)
-            frames = haar_frames(n, self.data_shape, self.k + 1, self.phase_rng, x.device)
+            frames = haar_frames(n, self.data_shape, self.k + 1, noise, x.device)
             exterior = exterior_penalty(self.critic, x, frames, self.exterior_penalty)
         return comass, exterior
 
@@ -140,8 +145,8 @@ class FlatGAN(AdversarialModel):
         return tangents
 
     # ---- the generator and its tangents --------------------------------------------------------------------
-    def fake_batch(self, n: int, generator: torch.Generator) -> Batch:
-        return self.push(self.generator, self.latent_current.sample(n, generator, self.device))
+    def fake_batch(self, n: int, noise: torch.Generator) -> Batch:
+        return self.push(self.generator, self.latent_current.sample(n, noise, self.device))
 
     def push(self, network: torch.nn.Module, z: torch.Tensor) -> Batch:
         """g(z) and, for k > 0, its tangents ∇_z g·e_i (fp32, forward mode)."""

@@ -34,13 +34,13 @@ mix, which sets the statistics, is the same.
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import torch
 from torch import nn
 
 from zoo.autoencoder import AutoencoderModel, frozen_running_stats, paired
-from zoo.nets import InfoGANCritic, MLPCritic, default_decoder, default_encoder
+from zoo.base import FixedCycle
+from zoo.nets import InfoGANCritic, MLPCritic
 from zoo.ops.losses import gradient_penalty, mix, wasserstein_critic_loss, wasserstein_generator_loss
 from zoo.priors import GaussianPrior, LearnedPrior
 from zoo.types import CriticFactory, EncoderFactory, GeneratorFactory, OptimizerFactory
@@ -81,10 +81,9 @@ class FlexAE(AutoencoderModel):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
         data_shape = tuple(data_shape)
-        prior = (LearnedPrior(latent_dim, noise_dim, prior_network) if learned_prior
-                 else GaussianPrior(latent_dim))
-        super().__init__(data_shape, value_range, latent_dim, (encoder or default_encoder)(data_shape, latent_dim),
-                         (decoder or default_decoder)(latent_dim, data_shape, tuple(value_range)), prior,
+        prior = (functools.partial(LearnedPrior, noise_dim=noise_dim, network=prior_network) if learned_prior
+                 else GaussianPrior)
+        super().__init__(data_shape, value_range, latent_dim, encoder=encoder, decoder=decoder, prior=prior,
                          max_outer_steps=max_outer_steps)
         self.learned_prior = learned_prior
         self.n_critic = n_critic
@@ -110,8 +109,11 @@ class FlexAE(AutoencoderModel):
                                prior_optimizer or _adam(2e-4, (0.0, 0.9)))
         self.add_optimizer("encoder", lambda: list(self.encoder.parameters()),
                            encoder_optimizer or _adam(1e-5, (0.0, 0.9)))
-        self.cycle_position = 0  # 0: reconstruction; 1..n_critic: critic updates, the last one also the rest
-        self.save_hyperparameters()
+        # one outer step: a reconstruction batch, then n_critic critic batches, the last one also updating the
+        # generator side (smoothing, P-GEN, encoder) on its batch
+        critics = ("latent_critic", "image_critic") if self.smoothing else ("latent_critic",)
+        generator_side = ("smoothing",) * self.smoothing + ("prior",) * learned_prior + ("encoder",)
+        self.phase_schedule = FixedCycle([("autoencoder",)] + [critics] * (n_critic - 1) + [critics + generator_side])
 
     # ---- the objective's terms ------------------------------------------------------------------------
     def critic_terms(self, critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
@@ -143,52 +145,42 @@ class FlexAE(AutoencoderModel):
         return self.prior(noise) if self.learned_prior else self.prior.sample(n, generator)
 
     # ---- one training step ----------------------------------------------------------------------------
-    def train_on(self, x: torch.Tensor, generator: torch.Generator) -> bool:
-        position = self.cycle_position
-        self.cycle_position = (position + 1) % (self.n_critic + 1)
-        if position == 0:
+    def train_on(self, x: torch.Tensor, phases: tuple[str, ...], noise: torch.Generator) -> None:
+        if "autoencoder" in phases:
             with self.training_phase("autoencoder"):
                 self.update("autoencoder", self.reconstruction_loss(x, self.decoder(self.encoder(x))))
-            return False
+            return
         n = len(x)
-        uniform = lambda: self.rand(n, generator=generator)  # noqa: E731
-        noise = self.prior.noise(n, generator) if self.learned_prior else None
+        uniform = lambda: self.rand(n, generator=noise)  # noqa: E731
+        prior_noise = self.prior.noise(n, noise) if self.learned_prior else None
         x_inp = None
         with torch.no_grad():
-            codes, prior_codes = self.encoder(x), self.prior_codes(noise, n, generator)
-            if self.smoothing:
+            codes, prior_codes = self.encoder(x), self.prior_codes(prior_noise, n, noise)
+            if "image_critic" in phases:
                 with frozen_running_stats(self.decoder):  # the smoothing step updates them for interpolations
                     x_inp = self.interpolations(codes, uniform())
         with self.training_phase("latent_critic"):
             terms = self.critic_terms(self.latent_critic, codes, prior_codes, uniform())
             self.update("latent_critic", terms["loss"], {"latent_wasserstein": terms["wasserstein"],
                                                          "latent_gradient_penalty": terms["gradient_penalty"]})
-        if self.smoothing:
+        if "image_critic" in phases:
             with self.training_phase("image_critic"):
                 terms = self.critic_terms(self.image_critic, x, x_inp, uniform())
                 self.update("image_critic", terms["loss"], {"image_wasserstein": terms["wasserstein"],
                                                             "image_gradient_penalty": terms["gradient_penalty"]})
-        if position < self.n_critic:
-            return False
+        if "encoder" not in phases:
+            return
         # the generator side reuses the last critic batch and noise, as the authors' code does
         with torch.no_grad():  # running statistics only: the P-GEN share of the authors' mix (module docstring)
             self.decoder(prior_codes)
-        if self.smoothing:
+        if "smoothing" in phases:
             with self.training_phase("smoothing"):
                 self.update("smoothing", self.smoothing_loss(x, uniform()))
-        if self.learned_prior:
+        if "prior" in phases:
             with self.training_phase("prior"):
-                self.update("prior", self.prior_loss(noise))
+                self.update("prior", self.prior_loss(prior_noise))
         with self.training_phase("encoder"):
             self.update("encoder", self.encoder_loss(x))
-        return True
-
-    def schedule_state(self) -> dict[str, Any]:
-        return {**super().schedule_state(), "cycle_position": self.cycle_position}
-
-    def load_schedule_state(self, state: dict[str, Any]) -> None:
-        super().load_schedule_state(state)
-        self.cycle_position = int(state.get("cycle_position", 0))
 
 
 class FlexAESR(FlexAE):

@@ -12,15 +12,14 @@ import functools
 
 import torch
 
-from zoo.adversarial import AdversarialModel, Batch, CriticSchedule
-from zoo.nets import default_critic, default_generator
+from zoo.adversarial import AdversarialModel
 from zoo.ops.losses import (
     least_squares_critic_loss,
     least_squares_generator_loss,
     nonsaturating_critic_loss,
     nonsaturating_generator_loss,
 )
-from zoo.types import CriticFactory, GeneratorFactory, OptimizerFactory
+from zoo.types import Batch
 
 
 class TwoPlayerGAN(AdversarialModel):
@@ -29,26 +28,18 @@ class TwoPlayerGAN(AdversarialModel):
 
     critic_objective = staticmethod(nonsaturating_critic_loss)
     generator_objective = staticmethod(nonsaturating_generator_loss)
+    default_optimizer = functools.partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999))
+    critic_norm = "batch"
 
-    def __init__(self, data_shape: tuple[int, ...], value_range: tuple[float, float] = (-1.0, 1.0),
-                 latent_dim: int = 100, generator: GeneratorFactory | None = None,
-                 critic: CriticFactory | None = None, generator_optimizer: OptimizerFactory | None = None,
-                 critic_optimizer: OptimizerFactory | None = None, n_critic: int = 1,
-                 ema_decay: float | None = None, max_generator_steps: int | None = None) -> None:
-        adam = functools.partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999))
-        generator_net = (generator or default_generator)(latent_dim, tuple(data_shape), tuple(value_range))
-        critic_net = critic(tuple(data_shape)) if critic is not None else default_critic(tuple(data_shape), "batch")
-        super().__init__(data_shape, value_range, latent_dim, generator_net, critic_net,
-                         generator_optimizer or adam, critic_optimizer or adam, CriticSchedule(n_critic=n_critic),
-                         ema_decay, max_generator_steps)
-        self.save_hyperparameters()
+    def __init__(self, *args, latent_dim: int = 100, n_critic: int = 1, **kwargs) -> None:
+        super().__init__(*args, latent_dim=latent_dim, n_critic=n_critic, **kwargs)
 
-    def critic_loss(self, real: Batch, fake: Batch) -> dict[str, torch.Tensor]:
+    def critic_loss(self, real: Batch, fake: Batch, noise: torch.Generator) -> dict[str, torch.Tensor]:
         real_scores, fake_scores = self.critic(real["x"]), self.critic(fake["x"])
         return {"loss": self.critic_objective(real_scores, fake_scores),
                 "real_score": real_scores.detach().float().mean(), "fake_score": fake_scores.detach().float().mean()}
 
-    def generator_loss(self, fake: Batch) -> dict[str, torch.Tensor]:
+    def generator_loss(self, fake: Batch, noise: torch.Generator) -> dict[str, torch.Tensor]:
         return {"loss": self.generator_objective(self.critic(fake["x"]))}
 
 

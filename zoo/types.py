@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+#: a batch: ``{"x": samples, "label"?: ..., "tangents"?: (B, *data_shape, k)}``
+Batch = dict[str, torch.Tensor]
 #: (latent_dim, data_shape, value_range) -> generator network
 GeneratorFactory = Callable[[int, tuple[int, ...], tuple[float, float]], nn.Module]
 #: (data_shape, latent_dim) -> encoder network returning codes (n, latent_dim)

@@ -21,7 +21,8 @@ from typing import Literal
 import torch
 
 from zoo.autoencoder import AutoencoderModel
-from zoo.nets import MLPCritic, default_decoder, default_encoder
+from zoo.base import FixedCycle
+from zoo.nets import MLPCritic
 from zoo.ops.losses import WAE_IMQ_SCALES, imq_mmd, nonsaturating_critic_loss, nonsaturating_generator_loss
 from zoo.priors import GaussianPrior
 from zoo.types import CriticFactory, EncoderFactory, GeneratorFactory, OptimizerFactory
@@ -41,10 +42,9 @@ class WAE(AutoencoderModel):
             raise ValueError(f"penalty_weight must be >= 0, got {penalty_weight}")
         if not mmd_scales or min(mmd_scales) <= 0:
             raise ValueError(f"mmd_scales must be positive, got {mmd_scales}")
-        super().__init__(data_shape, value_range, latent_dim,
-                         (encoder or default_encoder)(tuple(data_shape), latent_dim),
-                         (decoder or default_decoder)(latent_dim, tuple(data_shape), tuple(value_range)),
-                         GaussianPrior(latent_dim, prior_scale), reconstruction_weight, max_outer_steps)
+        super().__init__(data_shape, value_range, latent_dim, encoder=encoder, decoder=decoder,
+                         prior=functools.partial(GaussianPrior, scale=prior_scale),
+                         reconstruction_weight=reconstruction_weight, max_outer_steps=max_outer_steps)
         self.regularizer = regularizer
         self.penalty_weight = float(penalty_weight)
         self.mmd_scales = tuple(float(s) for s in mmd_scales)
@@ -57,7 +57,7 @@ class WAE(AutoencoderModel):
             self.check_critic(self.adversary, (latent_dim,), "adversary")
             self.add_optimizer("adversary", lambda: list(self.adversary.parameters()),
                                adversary_optimizer or functools.partial(torch.optim.Adam, lr=5e-4, betas=(0.5, 0.999)))
-        self.save_hyperparameters()
+            self.phase_schedule = FixedCycle([("autoencoder", "adversary")])  # one of each per batch and outer step
 
     def latent_penalty(self, codes: torch.Tensor, prior_codes: torch.Tensor) -> torch.Tensor:
         """D_Z(Q_z, P_z) as the autoencoder minimises it."""
@@ -65,18 +65,17 @@ class WAE(AutoencoderModel):
             return imq_mmd(codes, prior_codes, self.prior.scale ** 2, self.mmd_scales)
         return nonsaturating_generator_loss(self.adversary(codes))  # encoded codes should look like prior ones
 
-    def train_on(self, x: torch.Tensor, generator: torch.Generator) -> bool:
-        prior_codes = self.prior.sample(len(x), generator).to(x.dtype)
+    def train_on(self, x: torch.Tensor, phases: tuple[str, ...], noise: torch.Generator) -> None:
+        prior_codes = self.prior.sample(len(x), noise).to(x.dtype)
         with self.training_phase("autoencoder"):
             codes = self.encoder(x)
             reconstruction = self.reconstruction_loss(x, self.decoder(codes))
             penalty = self.latent_penalty(codes, prior_codes)
             self.update("autoencoder", reconstruction + self.penalty_weight * penalty,
                         {"reconstruction": reconstruction, f"{self.regularizer}_penalty": penalty})
-        if self.adversary is not None:
+        if "adversary" in phases:
             with self.training_phase("adversary"):
                 with torch.no_grad():
                     codes = self.encoder(x)
                 loss = nonsaturating_critic_loss(self.adversary(prior_codes), self.adversary(codes))
                 self.update("adversary", self.penalty_weight * loss)
-        return True

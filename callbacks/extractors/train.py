@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .classifier import (
+from zoo.evaluation.extractors.classifier import (
     TRAINABLE_DATA,
     ClassifierExtractor,
     datamodule_tensors,
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"data": args.data, "path": str(out), "test_accuracy": round(test_accuracy, 4), "epochs": epochs,
               "seconds": round(time.perf_counter() - started, 1)}
     if args.fid:
-        from callbacks.metrics import frechet_distance
+        from zoo.evaluation.metrics import frechet_distance
 
         extractor = ClassifierExtractor.from_file(out).to(next(net.parameters()).device)
         result["fid_train_test"] = round(float(frechet_distance(extractor_features(extractor, train_images),

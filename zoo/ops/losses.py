@@ -42,6 +42,12 @@ def least_squares_generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
     return (fake_scores.float() - 1).square().mean()
 
 
+def hinge_critic_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+    """The hinge discriminator loss (Lim & Ye 2017; Miyato et al. 2018, Eq. 16): E max(0, m − D(x)) +
+    E max(0, m + D(G(z))). Scores beyond the margin give no gradient; the generator minimises −E D(G(z))."""
+    return torch.relu(margin - real_scores.float()).mean() + torch.relu(margin + fake_scores.float()).mean()
+
+
 def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
     """Per-sample random points on the segments between real and fake samples (alpha ~ U[0, 1])."""
     if real.shape != fake.shape:

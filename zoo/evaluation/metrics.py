@@ -1,7 +1,7 @@
 """Sample-quality metrics as pure functions on feature tensors ``(N, d)``.
 
-Nothing here knows about models, extractors or Lightning: the evaluation callback, the ``benchmarks.evaluate``
-command and users' own scripts all call these on features they extracted. Every function runs on the device of
+Nothing here knows about models, extractors or Lightning: the registered metrics of :mod:`zoo.evaluation.registry`
+and users' own scripts call these on features they extracted. Every function runs on the device of
 its inputs (so a GPU does the heavy lifting where there is one) and returns Python floats or CPU tensors.
 
 Conventions follow the reference implementations (see ``docs`` in each function): FID as in torch-fidelity and

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from callbacks.extractors.base import (
+from zoo.evaluation.extractors.base import (
     FeatureExtractor,
     file_sha256,
     load_state_dict_file,

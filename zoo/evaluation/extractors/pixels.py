@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from callbacks.extractors.base import FeatureExtractor, register_extractor, to_unit_range
+from zoo.evaluation.extractors.base import FeatureExtractor, register_extractor, to_unit_range
 
 
 @register_extractor("pixels")
