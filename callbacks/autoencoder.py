@@ -27,7 +27,7 @@ from zoo.evaluation.features import (
     quantised_pixels,
     subset_indices,
 )
-from zoo.ops.utils import isolated_rng
+from zoo.ops.utils import isolated_rng, seeded
 
 
 @contextlib.contextmanager
@@ -108,7 +108,7 @@ class LatentInterpolation(PeriodicCallback):
             dataset = datamodule_split(require_datamodule(trainer, self), self.split)
             if len(dataset) < 2:
                 raise ValueError(f"the {self.split!r} split has {len(dataset)} sample(s); interpolation needs 2")
-            order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(self.seed)).tolist()
+            order = torch.randperm(len(dataset), generator=seeded(self.seed)).tolist()
             x = torch.stack([sample_x(dataset[order[i % len(order)]]) for i in range(2 * self.num_pairs)])
             self._pairs = x.float().unflatten(0, (self.num_pairs, 2))
         return self._pairs
@@ -222,7 +222,7 @@ class NearestNeighbours(PeriodicCallback):
             train = self.training_subset(trainer, device)  # under isolated_rng: a DataLoader draws a seed
             if self.fixed_z is None:
                 self.fixed_z = pl_module.sample_latents(self.num_samples,
-                                                        generator=torch.Generator().manual_seed(self.seed))
+                                                        generator=seeded(self.seed))
             samples = pl_module.generate(self.fixed_z.to(device)).float()
             pixels = quantised_pixels(samples, value_range)
             spaces = {"pixels": (pixels.flatten(1).float().to(device) / 255, train.pixels)}

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from callbacks.logging import PeriodicCallback, figure_to_array, log_image, log_metrics
 from callbacks.samples import SampleGrid
 from zoo.ops.flat import subspace_alignment, tangents_of
+from zoo.ops.utils import seeded
 
 
 class LatentTraversal(PeriodicCallback):
@@ -33,7 +34,7 @@ class LatentTraversal(PeriodicCallback):
         self.points = SampleGrid(num_points=2000, seed=seed)  # its real-point sampling and scatter style
 
     def base_latents(self, pl_module: L.LightningModule) -> torch.Tensor:
-        return pl_module.sample_latents(self.num_rows, generator=torch.Generator().manual_seed(self.seed))
+        return pl_module.sample_latents(self.num_rows, generator=seeded(self.seed))
 
     def log_now(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         current = pl_module.latent_current
@@ -59,7 +60,7 @@ class LatentTraversal(PeriodicCallback):
     def curve_image(self, trainer: L.Trainer, pl_module: L.LightningModule):
         fig = Figure(figsize=(5, 5), dpi=100)
         ax = fig.add_subplot()
-        samples = pl_module.generate(pl_module.sample_latents(2000, torch.Generator().manual_seed(self.seed + 1)))
+        samples = pl_module.generate(pl_module.sample_latents(2000, seeded(self.seed + 1)))
         ax.scatter(samples[:, 0].cpu(), samples[:, 1].cpu(), s=2, c="0.7", linewidths=0, label="samples")
         for curve in self.curves(pl_module):
             ax.plot(curve[:, 0], curve[:, 1], lw=1)
@@ -116,7 +117,7 @@ class EquivarianceScore(PeriodicCallback):
     def log_now(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if pl_module.latent_current.k == 0:
             return
-        z = pl_module.sample_latents(self.n_samples, generator=torch.Generator().manual_seed(self.seed))
+        z = pl_module.sample_latents(self.n_samples, generator=seeded(self.seed))
         self.last = equivariance_score(pl_module.sampling_network, z.to(pl_module.device), pl_module.latent_current.k,
                                        trainer.datamodule.tangents_at)
         metrics = {"eval/equivariance": self.last["score"]}

@@ -16,7 +16,7 @@ from torchvision.utils import save_image
 
 from callbacks.logging import PeriodicCallback, figure_to_array, log_image
 from zoo.checkpoints import atomic_save
-from zoo.ops.utils import isolated_rng
+from zoo.ops.utils import isolated_rng, seeded
 
 
 def isolated_sample(pl_module: L.LightningModule, n: int) -> torch.Tensor:
@@ -57,7 +57,7 @@ class SampleGrid(PeriodicCallback):
     def grid_image(self, pl_module: L.LightningModule) -> torch.Tensor:
         """The fixed-noise sample grid as a CHW float tensor in [0, 1]."""
         if self.fixed_z is None:
-            generator = torch.Generator().manual_seed(self.seed)
+            generator = seeded(self.seed)
             self.fixed_z = pl_module.sample_latents(self.num_samples, generator=generator)
         images = pl_module.generate(self.fixed_z.to(pl_module.device)).detach().float().cpu()
         low, high = pl_module.value_range
@@ -90,7 +90,7 @@ class SampleGrid(PeriodicCallback):
             first = train_set[0]
             if not (isinstance(first, dict) and "x" in first):
                 return None
-            generator = torch.Generator().manual_seed(self.seed)
+            generator = seeded(self.seed)
             indices = torch.randperm(len(train_set), generator=generator)[: self.num_real_points]
             points = torch.stack([torch.as_tensor(train_set[int(i)]["x"]) for i in indices])
             self._real_points = points.float().reshape(len(indices), -1)

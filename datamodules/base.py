@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from zoo.compat import batches_done_in_resumed_epoch
+from zoo.ops.utils import seeded
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -180,7 +181,7 @@ class ZooDataModule(L.LightningDataModule):
             raise ValueError(f"{type(self).__name__}: train_subset={self.train_subset} is larger than the training "
                              f"split ({size} samples)")
         # a generator of its own: the subset must not depend on (or move) the global RNG
-        order = torch.randperm(size, generator=torch.Generator().manual_seed(self.seed))
+        order = torch.randperm(size, generator=seeded(self.seed))
         return Subset(train_set, order[: self.train_subset].sort().values.tolist())
 
     def _loader(self, dataset: Dataset, sampler=None, shuffle: bool = False, drop_last: bool = False) -> DataLoader:
@@ -220,7 +221,7 @@ class ZooDataModule(L.LightningDataModule):
 
     def split_generator(self) -> torch.Generator:
         """A generator for deterministic splits that does not touch the global RNG."""
-        return torch.Generator().manual_seed(self.seed)
+        return seeded(self.seed)
 
 
 def outermost_init_arguments(obj: object) -> dict[str, Any]:

@@ -14,6 +14,8 @@ import math
 import torch
 from torch.nn import functional as F
 
+from zoo.ops.utils import seeded
+
 from .toys import ToyDataModule
 
 LATENTS = ("gaussian", "mixture")
@@ -59,7 +61,7 @@ class LatentManifold(ToyDataModule):
         return (self.data_dim,)
 
     def _random_map(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        generator = torch.Generator().manual_seed(self.map_seed)
+        generator = seeded(self.map_seed)
         sizes = [self.latent_dim] + [self.hidden] * (self.depth - 1) + [self.data_dim]
         return [(torch.randn(fan_out, fan_in, generator=generator) / math.sqrt(fan_in),
                  0.1 * torch.randn(fan_out, generator=generator))
@@ -84,5 +86,5 @@ class LatentManifold(ToyDataModule):
         return centres + self.component_std * torch.randn(num_samples, 2, generator=generator), label
 
     def sample(self, num_samples: int, seed: int) -> dict[str, torch.Tensor]:
-        latents, label = self.sample_latents(num_samples, torch.Generator().manual_seed(seed))
+        latents, label = self.sample_latents(num_samples, seeded(seed))
         return {"x": self.map(latents), "latent": latents, "label": label}

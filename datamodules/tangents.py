@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from zoo.ops.utils import seeded
+
 from .base import ZooDataModule
 from .images import scale_unit_to_range, split_train_val_test, validate_split_size
 
@@ -403,7 +405,7 @@ class MovingImages(ZooDataModule):
         count = total if self.num_sequences is None else self.num_sequences
         if count > total:
             raise ValueError(f"num_sequences={count} exceeds the {total} {self.source} source images")
-        generator = torch.Generator().manual_seed(self.seed)
+        generator = seeded(self.seed)
         if count < total:
             chosen = torch.randperm(total, generator=generator)[:count]
             images, labels = images[chosen], labels[chosen]

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from zoo.ops.utils import seeded
+
 from .base import TensorDictDataset, ZooDataModule
 
 UNBOUNDED = (-math.inf, math.inf)
@@ -87,7 +89,7 @@ class GaussianMixtureToy(ToyDataModule):
         self.stratified = stratified
 
     def sample(self, num_samples: int, seed: int) -> dict[str, torch.Tensor]:
-        generator = torch.Generator().manual_seed(seed)
+        generator = seeded(seed)
         if self.stratified:
             label = (torch.arange(num_samples) % len(self.modes))[torch.randperm(num_samples, generator=generator)]
         else:
@@ -136,7 +138,7 @@ class Gaussians25WGANGP(ToyDataModule):
                                  f"got {value}")
 
     def sample(self, num_samples: int, seed: int) -> dict[str, torch.Tensor]:
-        generator = torch.Generator().manual_seed(seed)
+        generator = seeded(seed)
         label = torch.arange(len(self.modes)).repeat(num_samples // len(self.modes))
         label = label[torch.randperm(num_samples, generator=generator)]
         noise = torch.randn(num_samples, 2, generator=generator)
@@ -181,7 +183,7 @@ class Circle5(ToyDataModule):
         label = torch.arange(num_samples) % self.NUM_POINTS
         x = self.modes[label]
         if self.std > 0:
-            x = x + self.std * torch.randn(num_samples, 2, generator=torch.Generator().manual_seed(seed))
+            x = x + self.std * torch.randn(num_samples, 2, generator=seeded(seed))
         return {"x": x, "tangents": self.tangents[label], "label": label}
 
     def tangents_at(self, x: torch.Tensor) -> torch.Tensor:

@@ -372,39 +372,9 @@ def test_latent_manifold_data():
         LatentManifold(latent="uniform")
 
 
-# ------------------------------------------------------------------------------------------ configs / CLI
+# ---------------------------------------------------------------------------------------------------- CLI
 
 AE_METHODS = ("flexae", "flexae_sr", "wae_gan", "wae_mmd")
-AE_DATA = ("fashion_mnist", "cifar10", "celeba64", "digits")
-AE_CONFIGS = [f"configs/{method}/{data}.yaml" for method in AE_METHODS for data in AE_DATA]
-
-
-def test_the_autoencoder_config_grid_is_complete():
-    from tests.test_cli import REPO
-
-    found = {p.relative_to(REPO).as_posix() for m in AE_METHODS for p in (REPO / "configs" / m).glob("*.yaml")}
-    assert found == set(AE_CONFIGS)
-
-
-def test_the_wae_baselines_get_flexaes_budget_evaluation_cadence_and_fid_protocol():
-    """FlexAE's paper trains every method for the same number of iterations and evaluates them alike. Optimizer
-    steps per iteration: FlexAE 1 + 5 + 2, FlexAE-SR 1 + 5 x 2 + 3, WAE-GAN 2, WAE-MMD 1."""
-    import yaml
-
-    from tests.test_cli import REPO
-
-    steps_per_iteration = {"flexae": 8, "flexae_sr": 14, "wae_gan": 2, "wae_mmd": 1}
-    for data in AE_DATA:
-        configs = {m: yaml.safe_load((REPO / "configs" / m / f"{data}.yaml").read_text()) for m in AE_METHODS}
-        budgets = {m: c["model"]["init_args"]["max_outer_steps"] for m, c in configs.items()}
-        assert len(set(budgets.values())) == 1, f"{data}: {budgets}"
-        evaluations = {m: next(cb["init_args"] for cb in c["trainer"]["callbacks"]
-                               if cb["class_path"] == "callbacks.Evaluation") for m, c in configs.items()}
-        cadence = {m: e["every_n_steps"] / steps_per_iteration[m] for m, e in evaluations.items()}
-        assert len(set(cadence.values())) == 1, f"{data}: evaluation every {cadence} iterations"
-        assert {e["sample_normalization"] for e in evaluations.values()} == {"minmax"}
-        assert {c["trainer"]["max_epochs"] for c in configs.values()} == {-1}
-        assert configs["wae_gan"]["model"]["init_args"]["adversary"]["init_args"]["init"] == "normal_0.01"
 
 
 def test_sized_config(config: str, directory) -> str:
@@ -423,30 +393,6 @@ def test_sized_config(config: str, directory) -> str:
 
 
 test_sized_config.__test__ = False  # a helper, not a test
-
-
-@pytest.mark.parametrize("config", AE_CONFIGS)
-def test_every_autoencoder_config_trains_through_the_cli(config, tmp_path, monkeypatch):
-    import json
-
-    from tests.test_cli import REPO, SHARED_DATA, data_args, quick_args
-    from zoo.cli import run_cli
-
-    if not SHARED_DATA.exists() and ("fashion" in config or "cifar" in config):
-        pytest.skip("shared data not found")
-    monkeypatch.chdir(REPO)
-    small = test_sized_config(config, tmp_path / "prepared")
-    data = data_args(config, tmp_path, monkeypatch) or ["--data.init_args.batch_size", "16"]  # digits
-    cli = run_cli(["fit", "--config", small, *quick_args(tmp_path, steps=16), *data])
-    model = cli.model
-    assert model.outer_step >= 1 and all(torch.isfinite(p).all() for p in model.parameters())
-    assert model.data_shape == {"fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32), "celeba64": (3, 64, 64),
-                                "digits": (1, 8, 8)}[config.split("/")[-1][:-5]]
-    assert model.value_range == (0.0, 1.0)
-    record = json.loads((tmp_path / "evaluation.jsonl").read_text().splitlines()[-1])
-    assert record["fid"] >= 0 and record["reconstruction_fid"] >= 0 and 0 <= record["precision"] <= 1
-    images = {p.name.split("_step")[0] for p in (tmp_path / "images").glob("*.png")}
-    assert {"samples_grid", "autoencoder_interpolation", "autoencoder_nearest_pixels"} <= images
 
 
 @pytest.mark.parametrize("method", AE_METHODS)

@@ -65,3 +65,14 @@ def test_bf16_mixed_training_stays_finite(tmp_path):
     quiet_trainer(tmp_path, max_steps=12, precision="bf16-mixed").fit(model, ImagesDataModule())
     assert model.generator_step == 4
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_two_process_ddp_through_the_cli_keeps_ranks_identical(tmp_path, monkeypatch):
+    from tests.helpers import ddp_run_parameters
+    from tests.test_cli import REPO, quick_args, small_config
+
+    monkeypatch.chdir(REPO)
+    config = small_config("configs/hinge_gan/digits.yaml", tmp_path)
+    rank0 = ddp_run_parameters(["--config", config, *quick_args(tmp_path / "run", steps=12)], tmp_path)
+    assert any(name.startswith("critic.") and "parametrizations" in name for name in rank0)
+    assert any(name.startswith("generator.") for name in rank0)

@@ -1,12 +1,9 @@
-"""The official WGAN-GP networks (zoo/nets/wgan_gp.py) and the bias-free DCGAN nets of the WGAN configs."""
-
-import importlib
-from pathlib import Path
+"""The official WGAN-GP networks (zoo/nets/wgan_gp.py) and the bias option of the DCGAN nets (the WGAN configs'
+bias-free nets: tests/test_configs.py)."""
 
 import lightning as L
 import pytest
 import torch
-import yaml
 from torch import nn
 
 from datamodules.base import TensorDictDataset, ZooDataModule
@@ -24,7 +21,6 @@ from zoo.nets import (
 from zoo.nets.common import has_batch_norm
 from zoo.wgan import WGANGP
 
-REPO = Path(__file__).resolve().parents[1]
 NETS = {  # generator, critic, the image side the official script is built for
     "mnist": (WGANGPMnistGenerator, WGANGPMnistCritic, 28),
     "cifar": (WGANGPCifarGenerator, WGANGPCifarCritic, 32),
@@ -131,28 +127,6 @@ def test_impossible_sizes_are_rejected():
         WGANGPResNetCritic((3, 32, 32), width=0)
     with pytest.raises(ValueError, match="latent_dim"):
         WGANGPMnistGenerator(0, (1, 28, 28))
-
-
-def test_wgan_config_nets_have_no_conv_biases():
-    # martinarjovsky/WassersteinGAN models/dcgan.py builds every convolution with bias=False
-    side = {"digits": 8, "fashion_mnist": 28, "cifar10": 32, "celeba64": 64}
-    channels = {"digits": 1, "fashion_mnist": 1, "cifar10": 3, "celeba64": 3}
-    checked = []
-    for config in sorted((REPO / "configs" / "wgan").glob("*.yaml")):
-        model = yaml.safe_load(config.read_text())["model"]["init_args"]
-        if config.stem not in side:
-            assert "DCGAN" not in model["generator"]["class_path"], f"{config.name}: add its image size here"
-            continue
-        shape = (channels[config.stem], side[config.stem], side[config.stem])
-        for role in ("generator", "critic"):
-            module_name, class_name = model[role]["class_path"].rsplit(".", 1)
-            cls = getattr(importlib.import_module(module_name), class_name)
-            args = (model["latent_dim"], shape) if role == "generator" else (shape,)
-            net = cls(*args, **model[role]["init_args"])
-            convs = [m for m in net.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
-            assert convs and all(m.bias is None for m in convs), f"{config.name}: {role} has conv biases"
-            checked.append(config.stem)
-    assert sorted(set(checked)) == sorted(side)
 
 
 def test_dcgan_bias_option_default_keeps_the_biases_no_norm_follows():

@@ -38,6 +38,7 @@ from torch.nn import functional as F
 from zoo.autoencoder import AutoencoderModel
 from zoo.base import FixedCycle, fit_is_finished
 from zoo.ops.ot import SemiDiscreteOT
+from zoo.ops.utils import seeded
 from zoo.priors import TransportPrior
 from zoo.types import EncoderFactory, GeneratorFactory, OptimizerFactory
 
@@ -140,7 +141,7 @@ class AEOT(AutoencoderModel):
         codes are broadcast, so every rank solves the same problem whatever its kernels' rounding."""
         indices = torch.arange(len(dataset))
         if self.transport_samples is not None and self.transport_samples < len(dataset):
-            order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(self.noise_seed or 0))
+            order = torch.randperm(len(dataset), generator=seeded(self.noise_seed or 0))
             indices = order[: self.transport_samples].sort().values
         subset = torch.utils.data.Subset(dataset, indices.tolist())
         loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False)

@@ -36,7 +36,7 @@ from zoo.checkpoints import (
     root_setting,
 )
 from zoo.compat import ddp_options, trainer_of
-from zoo.ops.utils import eval_mode
+from zoo.ops.utils import eval_mode, seeded
 from zoo.types import OptimizerFactory
 
 
@@ -301,7 +301,7 @@ class GenerativeModel(L.LightningModule):
 
     def predict_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         """``zoo predict``: samples for a batch of indices, from latents seeded by the batch (reproducible)."""
-        return self.generate(self.sample_latents(len(batch), torch.Generator().manual_seed(batch_idx)))
+        return self.generate(self.sample_latents(len(batch), seeded(batch_idx)))
 
     @torch.no_grad()
     def _log_held_out(self, stage: str, batch: Any, batch_idx: int) -> None:

@@ -137,10 +137,13 @@ def changed_settings(saved: dict[str, Any], current: dict[str, Any]) -> dict[str
     path and arguments). Lightning's bookkeeping (names starting with ``_``) and objects without a plain form are
     not compared (their shapes are still checked when the state dict loads)."""
     saved_leaves, current_leaves = _leaves(_plain_or_opaque(saved)), _leaves(_plain_or_opaque(current))
+    opaque = {name for leaves in (saved_leaves, current_leaves) for name, value in leaves.items() if value is _OPAQUE}
     changes = {}
     for name in sorted(saved_leaves.keys() | current_leaves.keys()):
         old, new = saved_leaves.get(name, _MISSING), current_leaves.get(name, _MISSING)
-        if old is _OPAQUE or new is _OPAQUE or old == new:
+        # an opaque setting hides its whole subtree (load_from_checkpoint rebuilds factories as jsonargparse's
+        # wrapped partials, which have no plain form)
+        if old == new or any(name == o or name.startswith(f"{o}.") for o in opaque):
             continue
         changes[name] = (old, new)
     return changes

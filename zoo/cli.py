@@ -1,6 +1,8 @@
 """The ``zoo`` command: LightningCLI in subclass mode over every zoo model and datamodule.
 
     zoo fit --config configs/wgan_gp/grid25.yaml [--trainer.max_steps 100 ...]
+
+Every subcommand reads ``configs/defaults.yaml`` (the settings all configs share) before ``--config``.
 """
 
 from __future__ import annotations
@@ -180,7 +182,8 @@ def run_cli(args: list[str] | None = None, run: bool = True) -> ZooCLI:
     import datamodules  # noqa: F401  registers the datamodules as subclasses
     import zoo.models  # noqa: F401  registers the models
 
-    # the shared settings come first, so every config (and the command line) overrides them
+    # read before --config, so a config and then the command line override them; per subcommand when there are
+    # subcommands (a dict each: LightningCLI writes each one's description into it)
     defaults = {"default_config_files": DEFAULT_CONFIG_FILES}
     parser_kwargs = {name: dict(defaults) for name in ZooCLI.subcommands()} if run else defaults
     return ZooCLI(GenerativeModel, ZooDataModule, subclass_mode_model=True, subclass_mode_data=True,

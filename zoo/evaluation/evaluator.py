@@ -39,7 +39,7 @@ from zoo.evaluation.features import (
 )
 from zoo.evaluation.reference import ReferenceCache, default_cache_dir, sample_fingerprint
 from zoo.evaluation.registry import METRICS, MetricInputs, MetricOptions
-from zoo.ops.utils import isolated_rng
+from zoo.ops.utils import isolated_rng, seeded
 
 SAMPLE_NORMALIZATIONS = ("none", "minmax")
 
@@ -154,7 +154,7 @@ class Evaluator:
         if isinstance(getattr(model, "sampling_network", None), torch.nn.Module):
             collective.broadcast_buffers(model.sampling_network)
         with isolated_rng(model.device):
-            latents = model.sample_latents(self.n_samples, generator=torch.Generator().manual_seed(self.seed))
+            latents = model.sample_latents(self.n_samples, generator=seeded(self.seed))
         mine = latents[collective.rank::collective.world_size]
         value_range = tuple(model.value_range)
         batches = (self.normalized(model.generate(chunk), value_range) for chunk in mine.split(self.batch_size))

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from zoo.evaluation.collective import Collective, gather_in_order
 from zoo.evaluation.extractors import FeatureExtractor
+from zoo.ops.utils import seeded
 
 SPLITS = ("train", "val", "test")
 
@@ -93,7 +94,7 @@ def subset_indices(size: int, n: int | None, seed: int) -> list[int]:
     """All indices, or a fixed random subset of ``n`` in increasing order."""
     if n is None or n >= size:
         return list(range(size))
-    return sorted(torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:n].tolist())
+    return sorted(torch.randperm(size, generator=seeded(seed))[:n].tolist())
 
 
 def data_batches(dataset: Dataset, indices: Sequence[int], batch_size: int, num_workers: int) -> Iterator[torch.Tensor]:

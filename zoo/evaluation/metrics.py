@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from zoo.ops.utils import seeded
+
 
 def _check_features(*features: Tensor, min_samples: int = 2) -> None:
     dims = set()
@@ -264,7 +266,7 @@ def prd(eval_features: Tensor, ref_features: Tensor, num_clusters: int = 20, num
                          f"{ref_features.shape[0]} real samples")
     if num_runs < 1:
         raise ValueError(f"num_runs must be >= 1, got {num_runs}")
-    generator = torch.Generator().manual_seed(seed)
+    generator = seeded(seed)
     n = eval_features.shape[0]
     union = torch.cat([eval_features, ref_features.to(eval_features.device)])
     precisions, recalls = [], []

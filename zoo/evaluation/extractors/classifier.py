@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from zoo.checkpoints import atomic_save, load_plain
+from zoo.ops.utils import seeded
 
 from .base import FeatureExtractor, file_sha256, register_extractor, to_unit_range
 
@@ -330,7 +331,7 @@ def fit_classifier(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.T
     channels, size = train_x.shape[1], train_x.shape[-1]
 
     torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
+    generator = seeded(seed)
     net = ClassifierNet(channels, num_classes, size, width=width, feature_dim=feature_dim).to(device)
     batch_size = min(batch_size, len(train_x))
     steps_per_epoch = len(train_x) // batch_size
