@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 # datasets kept next to the repository (read-only): <repo>/../shared/data
 SHARED_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -15,6 +16,16 @@ def _shared_path(relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared test data {path} not found")
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and OpenMP spinning is very slow when other work shares
+    the cores (``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

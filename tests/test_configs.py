@@ -23,6 +23,8 @@ from zoo.cli import CONFIG_DIR, available_configs, run_cli
 from zoo.nets import LucicInfoGANDecoder
 from zoo.nets.octave import OctaveNormAct
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 CONFIGS = available_configs()
 AE_METHODS = ("flexae", "flexae_sr", "wae_gan", "wae_mmd")
 BATCH = 2  # test-sized: the configs' own batches (up to 512) only cost time here
@@ -43,15 +45,6 @@ def printed(config: str) -> dict:
 
 def callback_args(config: dict, class_path: str) -> dict:
     return next(c["init_args"] for c in config["trainer"]["callbacks"] if c["class_path"] == class_path)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Steps on two samples gain nothing from intra-op threads, and lose much when other work shares the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_the_config_grid_is_complete():

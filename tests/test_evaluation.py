@@ -190,6 +190,22 @@ def test_a_registered_metric_is_computed_by_the_evaluator_and_the_callback(tmp_p
         Evaluator("pixels", ("mean_gap",))  # unregistered again
 
 
+def test_a_metric_in_a_module_of_ones_own_is_selected_by_module_and_name(tmp_path):
+    """``metrics: [package.module:name]`` in a config imports the module, whose decorator registers the metric."""
+    try:
+        evaluator = Evaluator("pixels", ("fid", "tests.custom_metric:mean_norm"), n_samples=20, n_reference=20,
+                              cache_dir=None)
+        assert evaluator.metrics == ("fid", "mean_norm")
+        dm = SplitImages()
+        result = evaluator.evaluate(model_for(dm), dm)
+        assert set(result.values) >= {"fid", "mean_norm"} and result.values["mean_norm"] > 0
+    finally:
+        METRICS.pop("mean_norm", None)
+        sys.modules.pop("tests.custom_metric", None)
+    with pytest.raises(ValueError, match="cannot import 'tests.no_such_module'"):
+        Evaluator("pixels", ("tests.no_such_module:mean_norm",))
+
+
 def test_the_evaluation_engine_imports_no_lightning():
     code = ("import sys, zoo.evaluation, zoo.evaluation.extractors.pretrained; "
             "print(sorted(m for m in sys.modules if m.partition('.')[0] in ('lightning', 'pytorch_lightning')))")

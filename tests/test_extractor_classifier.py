@@ -20,14 +20,7 @@ from zoo.evaluation.extractors.classifier import (
     train_classifier,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny 8x8 models gain nothing from threads, and OpenMP spinning is very slow on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

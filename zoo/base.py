@@ -36,7 +36,7 @@ from zoo.checkpoints import (
     root_setting,
 )
 from zoo.compat import ddp_options, trainer_of
-from zoo.ops.utils import eval_mode, seeded
+from zoo.ops.utils import eval_mode, full_precision, seeded
 from zoo.types import OptimizerFactory
 
 
@@ -226,7 +226,8 @@ class GenerativeModel(L.LightningModule):
             if self.budget_reached():
                 self.trainer.should_stop = True
         if not self.after_training_done() and fit_ends_after_this_batch(self.trainer, batch_idx):
-            self.after_training()
+            with full_precision(self.device):  # training_step runs under the trainer's autocast
+                self.after_training()
 
     def on_train_end(self) -> None:
         if not self.after_training_done():  # stopped some other way (max_time, an interrupt, early stopping)

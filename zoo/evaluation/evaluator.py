@@ -38,7 +38,7 @@ from zoo.evaluation.features import (
     subset_indices,
 )
 from zoo.evaluation.reference import ReferenceCache, default_cache_dir, sample_fingerprint
-from zoo.evaluation.registry import METRICS, MetricInputs, MetricOptions
+from zoo.evaluation.registry import METRICS, MetricInputs, MetricOptions, resolve_metric_names
 from zoo.ops.utils import isolated_rng, seeded
 
 SAMPLE_NORMALIZATIONS = ("none", "minmax")
@@ -87,6 +87,7 @@ class Evaluator:
         if self.sample_normalization not in SAMPLE_NORMALIZATIONS:
             raise ValueError(f"sample_normalization must be one of {SAMPLE_NORMALIZATIONS}, got "
                              f"{self.sample_normalization!r}")
+        self.metrics = resolve_metric_names(self.metrics)
         unknown = sorted(set(self.metrics) - set(METRICS))
         if unknown or not self.metrics:
             raise ValueError(f"unknown or no metrics {unknown or list(self.metrics)}; choose from {list(METRICS)}")

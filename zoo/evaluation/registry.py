@@ -13,7 +13,8 @@ reference samples). The maths lives in :mod:`zoo.evaluation.metrics`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +80,21 @@ def register_metric(name: str, needs: tuple[str, ...] = ()) -> Callable[[MetricF
         METRICS[name] = Metric(function, frozenset(needs))
         return function
     return decorate
+
+
+def resolve_metric_names(names: Sequence[str]) -> tuple[str, ...]:
+    """The registered names; ``"package.module:name"`` imports the module first (where ``name`` is registered), so a
+    metric of your own can be selected from a config: ``metrics: [fid, my_project.metrics:mean_gap]``."""
+    resolved = []
+    for name in names:
+        module, _, short = name.rpartition(":")
+        if module:
+            try:
+                importlib.import_module(module)
+            except ImportError as error:
+                raise ValueError(f"metric {name!r}: cannot import {module!r} ({error})") from error
+        resolved.append(short)
+    return tuple(resolved)
 
 
 # ---------------------------------------------------------------------------------------------------- metrics
