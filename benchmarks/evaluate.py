@@ -52,6 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--kid_subsets", type=int, default=100)
     parser.add_argument("--kid_subset_size", type=int, default=1000)
     parser.add_argument("--prd_runs", type=int, default=10)
+    parser.add_argument("--prd_clusters", type=int, default=20, help="PRD needs 10 samples per cluster in each set")
     return parser.parse_args(argv)
 
 
@@ -78,7 +79,8 @@ def main(argv: list[str] | None = None) -> dict:
     if tuple(datamodule.data_shape) != tuple(model.data_shape):
         raise ValueError(f"the model generates {tuple(model.data_shape)} but --data {args.data} yields "
                          f"{tuple(datamodule.data_shape)}; pass the training run's --image_size")
-    options = MetricOptions(args.kid_subsets, args.kid_subset_size, prd_runs=args.prd_runs)
+    options = MetricOptions(kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
+                            prd_clusters=args.prd_clusters, prd_runs=args.prd_runs)
     evaluator = Evaluator(args.extractor, tuple(m for m in args.metrics.split(",") if m), args.n,
                           args.reference_split, args.n_reference or None, args.batch_size, args.seed,
                           args.cache_dir or None, options, args.sample_normalization)

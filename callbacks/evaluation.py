@@ -48,12 +48,12 @@ class TrainerCollective(Collective):
 class Evaluation(PeriodicCallback):
     """Runs an :class:`Evaluator` every ``every_n_steps`` optimizer steps and/or ``every_n_epochs`` epochs and
     at the end of training, on all ranks, and logs ``<prefix>/<metric>`` (``eval/fid``, ``eval/kid``,
-    ``eval/precision``, ``eval/recall``, ``eval/prd_f8``, ``eval/prd_f1_8``, ``eval/pms``,
+    ``eval/is_mean``, ``eval/precision``, ``eval/recall``, ``eval/prd_f8``, ``eval/prd_f1_8``, ``eval/pms``,
     ``eval/reconstruction_fid``, …) with the protocol (extractor, weights hash, sample sizes, reference split)
     as the logger's hyper-parameter ``evaluation``. ``metrics``: any names registered with
-    :func:`zoo.evaluation.register_metric` (``fid``, ``kid``, ``precision_recall``, ``prd``, ``memorization``,
-    ``reconstruction_fid``, or a metric of your own). Values also go to ``trainer.callback_metrics``, so
-    ``ModelCheckpoint(monitor="eval/fid")`` keeps the best.
+    :func:`zoo.evaluation.register_metric` (``fid``, ``kid``, ``inception_score``, ``precision_recall``, ``prd``,
+    ``memorization``, ``reconstruction_fid``, or a metric of your own). Values also go to
+    ``trainer.callback_metrics``, so ``ModelCheckpoint(monitor="eval/fid")`` keeps the best.
 
     ``train_missing_classifier``: with a ``classifier:<name>`` extractor whose checkpoint does not exist yet,
     train it on the run's datamodule at the start of fit (seconds for digits) instead of stopping.
@@ -72,12 +72,15 @@ class Evaluation(PeriodicCallback):
                  n_samples: int = 10_000, reference_split: str = "train", n_reference: int | None = 10_000,
                  every_n_steps: int | None = None, every_n_epochs: int | None = 1, batch_size: int = 250,
                  seed: int = 0, cache_dir: str | None = None, prefix: str = "eval", plots: bool = True,
-                 kid_subsets: int = 100, kid_subset_size: int = 1000, pr_k: int = 3, prd_clusters: int = 20,
-                 prd_angles: int = 1001, prd_runs: int = 10, train_missing_classifier: bool = False,
+                 kid_subsets: int = 100, kid_subset_size: int = 1000, kid_seed: int = 2020,
+                 inception_score_splits: int = 10, pr_k: int = 3, prd_clusters: int = 20, prd_angles: int = 1001,
+                 prd_runs: int = 10, train_missing_classifier: bool = False,
                  sample_normalization: str = "none") -> None:
         super().__init__(every_n_steps=every_n_steps, every_n_epochs=every_n_epochs)
         self.train_missing_classifier = train_missing_classifier
-        options = MetricOptions(kid_subsets, kid_subset_size, pr_k, prd_clusters, prd_angles, prd_runs)
+        options = MetricOptions(kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, kid_seed=kid_seed,
+                                inception_score_splits=inception_score_splits, pr_k=pr_k, prd_clusters=prd_clusters,
+                                prd_angles=prd_angles, prd_runs=prd_runs)
         self.evaluator = Evaluator(extractor, tuple(metrics), n_samples, reference_split, n_reference, batch_size,
                                    seed, cache_dir if cache_dir is not None else default_cache_dir(), options,
                                    sample_normalization=sample_normalization)

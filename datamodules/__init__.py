@@ -1,6 +1,7 @@
 """Datamodules of the zoo: dict batches ``{"x": ..., "label"?: ..., "tangents"?: ...}`` (see ``base``)."""
 
 from .base import (
+    CorruptDataError,
     DataNotFoundError,
     DictDataset,
     ResumableSampler,
@@ -46,6 +47,7 @@ __all__ = [
     "MNIST",
     "CelebA",
     "Circle5",
+    "CorruptDataError",
     "DataNotFoundError",
     "DictDataset",
     "Digits",

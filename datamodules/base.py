@@ -20,7 +20,12 @@ from zoo.ops.utils import seeded
 
 
 class DataNotFoundError(FileNotFoundError):
-    """Raised when a dataset's files are missing and cannot be downloaded."""
+    """Raised when a dataset's files are missing and cannot be downloaded; the message names them."""
+
+
+class CorruptDataError(DataNotFoundError):
+    """A dataset file that is there but damaged (checksum mismatch, truncated, not the expected content); the
+    message names it. A :class:`DataNotFoundError`: the usable data is not there either."""
 
 
 class UnreadableImageError(OSError):
@@ -159,11 +164,15 @@ class ZooDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
             train_set, self.val_set, self.test_set = self.build_datasets()
-            self.train_set = self.training_subset(train_set)
-            if len(self.train_set) < self.batch_size:  # type: ignore[arg-type]
-                raise ValueError(
-                    f"{type(self).__name__}: the training split has {len(self.train_set)} samples, fewer than "
-                    f"batch_size={self.batch_size}")
+            self.train_set = self.checked_training_split(train_set)
+
+    def checked_training_split(self, train_set: Dataset) -> Dataset:
+        """The training split after ``train_subset``; an error when it holds fewer samples than a batch."""
+        train_set = self.training_subset(train_set)
+        if len(train_set) < self.batch_size:  # type: ignore[arg-type]
+            raise ValueError(f"{type(self).__name__}: the training split has {len(train_set)} samples, fewer than "
+                             f"batch_size={self.batch_size}")
+        return train_set
 
     def train_dataset(self) -> Dataset:
         """The training split as the model trains on it (after ``train_subset``), set up first if needed: for

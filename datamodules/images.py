@@ -6,33 +6,46 @@ carved deterministically from the training split with ``seed`` (``val_size``: a 
 (0, 1)), except for CelebA, which ships an official validation split. Every one takes ``train_subset``
 (:class:`~datamodules.base.ZooDataModule`): train on a fixed seeded subset of the training split.
 
-Downloads go through torchvision (``download=True``); files already in ``data_dir`` are used without touching
-the network (the MNIST-family ``.gz`` originals are read in place, so a read-only folder works). When files are
-missing and cannot be fetched a :class:`~datamodules.base.DataNotFoundError` says which files belong where and
-where to get them.
+Downloads use torchvision's URLs and checksums (``download=True``); files already in ``data_dir`` are used
+without touching the network (the MNIST-family ``.gz`` originals are read in place, so a read-only folder works).
+MNIST, Fashion-MNIST and CIFAR-10 read each split from its own files (the test split needs only the test files)
+and check every file they read; a :class:`~datamodules.base.DataNotFoundError` names each missing file and says
+where to get it, a :class:`~datamodules.base.CorruptDataError` each damaged one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
+import math
 import os
+import pickle
 import socket
 import struct
 import warnings
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from urllib.error import URLError
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset, Subset
 from torchvision import datasets as tv_datasets
-from torchvision.datasets.utils import check_integrity
+from torchvision.datasets.utils import download_and_extract_archive, download_url
 from torchvision.transforms import v2
 
-from .base import DataNotFoundError, DictDataset, TensorDictDataset, UnreadableImageError, ZooDataModule
+from .base import (
+    CorruptDataError,
+    DataNotFoundError,
+    DictDataset,
+    TensorDictDataset,
+    UnreadableImageError,
+    ZooDataModule,
+)
 
 DOWNLOAD_SOCKET_TIMEOUT_S = 60.0
 CELEBA_CROPS = ("2stage", "center140", "none")
@@ -158,11 +171,66 @@ class ImageDataModule(ZooDataModule):
         return image_transform(self.value_range, pil_steps)
 
 
-class TrainTestImageDataModule(ImageDataModule):
-    """A torchvision dataset with ``train=True/False`` splits; the validation set is carved out of train."""
+class FileProblem(Exception):
+    """Why one file of a split cannot be used; ``str()`` names the file. ``missing``: not there at all (rather than
+    damaged); ``name``: the file's name in its dataset's listing (what a download would fetch)."""
 
-    torchvision_class: type
+    def __init__(self, text: str, name: str, missing: bool = False) -> None:
+        super().__init__(text)
+        self.name, self.missing = name, missing
+
+
+class LazySplit:
+    """A ``train_set``/``val_set``/``test_set`` attribute of :class:`TrainTestImageDataModule`: None before
+    ``setup``, after it the split, read from its own files on first use."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name, self.part = name, "test" if name == "test_set" else "train"
+
+    def __get__(self, datamodule, owner=None):
+        if datamodule is None:
+            return self
+        datamodule.load_files(self.part)
+        return datamodule.__dict__.get(self.name)
+
+    def __set__(self, datamodule, value) -> None:
+        datamodule.__dict__[self.name] = value
+
+
+class ImageArrayDataset(Dataset):
+    """``(image, label)`` samples of a uint8 array ``[N, H, W]`` (grey) or ``[N, H, W, 3]`` (RGB), each image
+    through PIL and ``transform``, as torchvision's MNIST and CIFAR10 give them."""
+
+    def __init__(self, data: torch.Tensor, targets: torch.Tensor, transform: Callable) -> None:
+        self.data, self.targets, self.transform = data, targets, transform
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.transform(Image.fromarray(self.data[index].numpy())), int(self.targets[index])
+
+
+class TrainTestImageDataModule(ImageDataModule):
+    """A dataset whose training and test splits are in files of their own; the validation set is carved out of
+    the training split.
+
+    The splits load on first use after :meth:`setup` (``train_set`` and ``val_set`` from the training files,
+    ``test_set`` from the test files; before ``setup`` they are None), so the test split alone (an evaluation
+    reference, ``setup("test")``) needs only the test files, and training only the training files. Every file is
+    checked as it is read: :class:`DataNotFoundError` names each missing file of the split, :class:`CorruptDataError`
+    each damaged one (checksum mismatch, truncated, not the expected content). With ``download`` the split's
+    missing or damaged files are downloaded first (one try per split).
+
+    Subclasses read a split (:meth:`read_split`), download files (:meth:`fetch`) and say where the files come
+    from (:meth:`where_to_get`)."""
+
+    torchvision_class: type  # whose file names, checksums and URLs these are
     native_shape: tuple[int, int, int]
+    train_set = LazySplit()
+    val_set = LazySplit()
+    test_set = LazySplit()
+    _set_up = False
 
     def __init__(self, data_dir: str = "data", batch_size: int = 64, num_workers: int = 0, seed: int = 0,
                  value_range: tuple[float, float] = (-1.0, 1.0), download: bool = True,
@@ -174,6 +242,9 @@ class TrainTestImageDataModule(ImageDataModule):
         validate_image_size(image_size)
         self.val_size = val_size
         self.image_size = image_size
+        self._loaded: set[str] = set()  # "train" (training and validation splits), "test"
+        self._datasets: dict[bool, ImageArrayDataset] = {}  # by train
+        self._download_errors: dict[bool, str | None] = {}  # by train: the outcome of its one download try
 
     @property
     def data_shape(self) -> tuple[int, ...]:
@@ -182,122 +253,241 @@ class TrainTestImageDataModule(ImageDataModule):
             return (channels, height, width)
         return (channels, self.image_size, self.image_size)
 
-    def missing_data_message(self) -> str:
-        raise NotImplementedError
+    def setup(self, stage: str | None = None) -> None:
+        self._set_up = True  # each split is read from its own files when first used
 
-    def load_split(self, train: bool) -> Dataset:
-        try:
-            with network_timeout(DOWNLOAD_SOCKET_TIMEOUT_S):
-                return self.torchvision_class(self.data_dir, train=train, download=self.download,
-                                              transform=self.transform(resize_step(self.image_size)))
-        except (RuntimeError, URLError, OSError) as err:
-            raise DataNotFoundError(f"{self.missing_data_message()} (torchvision: {err})") from err
+    def load_files(self, part: str) -> None:
+        """Load ``part`` ("train": the training and validation splits; "test") once, if set up."""
+        if not self._set_up or part in self._loaded:
+            return
+        if part == "train":
+            full = self.load_split(train=True)
+            num_val = resolve_split_size(self.val_size, len(full), "val_size")
+            train, val = split_off_holdouts(full, [num_val], self.split_generator())
+            self.train_set = self.checked_training_split(DictDataset(train))
+            self.val_set = DictDataset(val) if val is not None else None
+        else:
+            self.test_set = DictDataset(self.load_split(train=False))
+        self._loaded.add(part)
 
     def prepare_data(self) -> None:
-        # Lightning runs this on one process per node, so DDP ranks never download into the same files
-        self.load_split(train=True)
-        self.load_split(train=False)
+        # Lightning runs this on one process per node, so DDP ranks never download into the same files; a split
+        # that still cannot be read stops the run when it is first used (training may not need the test files)
+        if self.download:
+            for train in (True, False):
+                with contextlib.suppress(DataNotFoundError):
+                    self.load_split(train)
 
-    def build_datasets(self) -> tuple[Dataset, Dataset | None, Dataset | None]:
-        train_full = self.load_split(train=True)
-        num_val = resolve_split_size(self.val_size, len(train_full), "val_size")
-        train, val = split_off_holdouts(train_full, [num_val], self.split_generator())
-        test = self.load_split(train=False)
-        return DictDataset(train), (DictDataset(val) if val is not None else None), DictDataset(test)
+    def load_split(self, train: bool) -> ImageArrayDataset:
+        """The training (``train=True``) or test split, read from its own files and checked."""
+        if train not in self._datasets:
+            problems, arrays = self.read_split(train)
+            if problems and self.download and train not in self._download_errors:
+                self._download_errors[train] = self.try_to_fetch(problems)
+                problems, arrays = self.read_split(train)
+            if problems:
+                raise self.split_error(train, problems)
+            self._datasets[train] = ImageArrayDataset(*arrays, self.transform(resize_step(self.image_size)))
+        return self._datasets[train]
+
+    def read_split(self, train: bool) -> tuple[list[FileProblem], tuple[torch.Tensor, torch.Tensor] | None]:
+        """The split's problems (one per unusable file), or none and its ``(images, labels)``."""
+        raise NotImplementedError
+
+    def fetch(self, names: list[str]) -> None:
+        """Download the files named (their names in :attr:`torchvision_class`'s listing)."""
+        raise NotImplementedError
+
+    def where_to_get(self, names: list[str]) -> str:
+        """Where to get the files named, as the end of a sentence ("download X into Y")."""
+        raise NotImplementedError
+
+    def try_to_fetch(self, problems: list[FileProblem]) -> str | None:
+        """Downloads what the problems need; the error, if that fails."""
+        try:
+            with network_timeout(DOWNLOAD_SOCKET_TIMEOUT_S):
+                self.fetch(list(dict.fromkeys(problem.name for problem in problems)))
+        except (RuntimeError, URLError, OSError) as error:
+            return f"{type(error).__name__}: {error}"
+        return None
+
+    def split_error(self, train: bool, problems: list[FileProblem]) -> DataNotFoundError:
+        missing = all(problem.missing for problem in problems)
+        names = list(dict.fromkeys(problem.name for problem in problems))
+        split = "training" if train else "test"
+        remedy = "download" if missing else "delete the damaged files, then download"
+        message = (f"{type(self).__name__} {split} data {'not found' if missing else 'damaged'}: "
+                   f"{'; '.join(str(problem) for problem in problems)}. To fix: {remedy} "
+                   f"{self.where_to_get(names)}")
+        download_error = self._download_errors.get(train)
+        if not self.download:
+            message += (", or let the datamodule download them: download: true (with `zoo fit`: "
+                        "--data.init_args.download true).")
+        elif download_error is not None:
+            message += (f". Downloading them failed ({download_error}): without internet access, copy them there "
+                        "by hand.")
+        else:
+            message += "."
+        return (DataNotFoundError if missing else CorruptDataError)(message)
 
 
-def read_gzipped_idx(path: str) -> torch.Tensor:
-    """A gzipped uint8 IDX file (MNIST format: magic ``00 00 08 <ndim>``, then big-endian uint32 sizes)."""
-    with gzip.open(path, "rb") as file:
-        data = file.read()
-    if data[:3] != b"\x00\x00\x08":
-        raise RuntimeError(f"{path} is not a uint8 IDX file")
-    ndim = data[3]
-    shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=4 + 4 * ndim).view(*shape)
+def check_gzip(data: bytes, path: Path, md5: str) -> bytes:
+    """The decompressed content of a ``.gz`` file whose bytes are ``data``, checked against its known MD5."""
+    actual = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    if actual != md5:
+        if not data:
+            raise ValueError(f"empty: {path} (0 bytes)")
+        try:
+            gzip.decompress(data)
+        except EOFError:
+            raise ValueError(f"truncated: {path} ({len(data)} bytes; its gzip stream ends early: an "
+                             "interrupted download?)") from None
+        except (OSError, zlib.error):  # gzip.BadGzipFile is an OSError
+            pass  # damaged: the checksum says so
+        raise ValueError(f"checksum mismatch: {path} (expected MD5 {md5}, got {actual})")
+    return gzip.decompress(data)
 
 
-class ReadsGzipInPlace:
-    """Mixin for torchvision's MNIST family. torchvision only reads extracted files and, with download=True,
-    extracts the ``.gz`` originals next to themselves; this also reads the originals directly, so a data folder
-    holding just them works offline and is never written to."""
-
-    folder_name: str  # torchvision derives it from the class name, which this subclass would change
-
-    @property
-    def raw_folder(self) -> str:
-        return os.path.join(self.root, self.folder_name, "raw")
-
-    @property
-    def processed_folder(self) -> str:
-        return os.path.join(self.root, self.folder_name, "processed")
-
-    def has_gzipped_originals(self) -> bool:
-        return all(check_integrity(os.path.join(self.raw_folder, name), md5) for name, md5 in self.resources)
-
-    def _check_exists(self) -> bool:
-        return super()._check_exists() or self.has_gzipped_originals()
-
-    def _load_data(self):
-        if super()._check_exists():  # extracted files
-            return super()._load_data()
-        prefix = os.path.join(self.raw_folder, "train" if self.train else "t10k")
-        images = read_gzipped_idx(f"{prefix}-images-idx3-ubyte.gz")
-        return images, read_gzipped_idx(f"{prefix}-labels-idx1-ubyte.gz").long()
-
-
-class TorchvisionMNIST(ReadsGzipInPlace, tv_datasets.MNIST):
-    folder_name = "MNIST"
-
-
-class TorchvisionFashionMNIST(ReadsGzipInPlace, tv_datasets.FashionMNIST):
-    folder_name = "FashionMNIST"
+def parse_idx(data: bytes, path: Path, shape: tuple[int, ...]) -> torch.Tensor:
+    """The uint8 array of an IDX file (magic ``00 00 08 <ndim>``, big-endian uint32 sizes, then the values)
+    whose bytes are ``data``, checked to hold exactly ``shape``; errors name ``path``."""
+    ndim = len(shape)
+    header = 4 + 4 * ndim
+    expected = tuple(shape)
+    if len(data) < header or data[:3] != b"\x00\x00\x08" or data[3] != ndim:
+        if data and not np.frombuffer(data, dtype=np.uint8).any():
+            raise ValueError(f"all zero: {path} ({len(data)} zero bytes: a zero-filled or unfinished copy?)")
+        raise ValueError(f"not a uint8 IDX file of {ndim} dimensions: {path} (it starts with "
+                         f"{data[:4].hex(' ') or 'nothing'}, expected 00 00 08 {ndim:02x})")
+    declared = struct.unpack(f">{ndim}I", data[4:header])
+    if declared != expected:
+        raise ValueError(f"wrong dimensions: {path} declares {'x'.join(map(str, declared))}, expected "
+                         f"{'x'.join(map(str, expected))}")
+    size = header + math.prod(expected)
+    if len(data) != size:
+        state = "truncated" if len(data) < size else "too long"
+        raise ValueError(f"{state}: {path} has {len(data)} bytes, its header declares {size}")
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=header).view(*expected)
 
 
 class MNIST(TrainTestImageDataModule):
     """MNIST, 60,000 train (minus ``val_size``) / 10,000 test, 1x28x28 (or ``image_size`` square).
 
     Files: ``<data_dir>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz`` (the originals, read in
-    place) or the same files extracted."""
+    place and checked against torchvision's MD5s) or the same files extracted (their header, size and content
+    checked). The training split needs only the two ``train-*`` files, the test split only the two ``t10k-*``."""
 
-    torchvision_class: type = TorchvisionMNIST
+    torchvision_class: type = tv_datasets.MNIST
     native_shape = (1, 28, 28)
+    split_sizes = {True: 60_000, False: 10_000}
+    num_classes = 10
 
     def raw_folder(self) -> Path:
-        return Path(self.data_dir) / self.torchvision_class.folder_name / "raw"
+        return (Path(self.data_dir) / self.torchvision_class.__name__ / "raw").resolve()
 
-    def missing_data_message(self) -> str:
-        files = ", ".join(name for name, _ in self.torchvision_class.resources)
+    def read_split(self, train: bool) -> tuple[list[FileProblem], tuple[torch.Tensor, torch.Tensor] | None]:
+        prefix, count = ("train" if train else "t10k"), self.split_sizes[train]
+        problems = []
+        arrays = []
+        for kind, shape in (("images-idx3", (count, *self.native_shape[1:])), ("labels-idx1", (count,))):
+            try:
+                arrays.append(self.read_idx(f"{prefix}-{kind}-ubyte", shape))
+            except FileProblem as problem:
+                problems.append(problem)
+        return problems, (None if problems else (arrays[0], arrays[1].long()))
+
+    def read_idx(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        """The checked array of the IDX file ``name``: its ``.gz`` original if there, else the extracted file."""
+        gzipped, extracted = self.raw_folder() / f"{name}.gz", self.raw_folder() / name
+        if not gzipped.is_file() and not extracted.is_file():
+            raise FileProblem(f"missing {gzipped}", f"{name}.gz", missing=True)
+        path = gzipped if gzipped.is_file() else extracted
+        try:
+            data = path.read_bytes()
+            if path == gzipped:
+                data = check_gzip(data, path, dict(self.torchvision_class.resources)[gzipped.name])
+            array = parse_idx(data, path, shape)
+            if len(shape) > 1 and not array.any():
+                raise ValueError(f"blank: every image in {path} is all zero")
+            if len(shape) == 1:
+                if array.max() >= self.num_classes:
+                    index = int((array >= self.num_classes).nonzero()[0])
+                    raise ValueError(f"bad labels: {path} holds label {int(array[index])} at index {index} (labels "
+                                     f"are 0 to {self.num_classes - 1})")
+                if (array == array[0]).all():
+                    raise ValueError(f"bad labels: every label in {path} is {int(array[0])}")
+        except (OSError, ValueError) as error:
+            raise FileProblem(str(error) if isinstance(error, ValueError) else f"unreadable: {path} ({error})",
+                              f"{name}.gz") from None
+        return array
+
+    def fetch(self, names: list[str]) -> None:
+        md5s = dict(self.torchvision_class.resources)
+        for name in names:
+            errors = []
+            for mirror in self.torchvision_class.mirrors:
+                try:
+                    download_url(f"{mirror}{name}", str(self.raw_folder()), filename=name, md5=md5s[name])
+                    break
+                except (RuntimeError, URLError, OSError) as error:
+                    errors.append(error)
+            else:
+                raise errors[-1]
+
+    def where_to_get(self, names: list[str]) -> str:
         mirror = self.torchvision_class.mirrors[0]
-        return (f"{type(self).__name__} data not found: expected {files} (gzipped or extracted) in "
-                f"{self.raw_folder().resolve()}/ . Download them from {mirror} (e.g. {mirror}"
-                f"{self.torchvision_class.resources[0][0]}) into that folder, or run once with "
-                f"`--data.download true` on a machine with internet access.")
+        return f"{', '.join(mirror + name for name in names)} into {self.raw_folder()}/ (gzipped or extracted)"
 
 
 class FashionMNIST(MNIST):
     """Fashion-MNIST, same layout as MNIST under ``<data_dir>/FashionMNIST/raw/``."""
 
-    torchvision_class = TorchvisionFashionMNIST
+    torchvision_class = tv_datasets.FashionMNIST
 
 
 class CIFAR10(TrainTestImageDataModule):
     """CIFAR-10, 50,000 train (minus ``val_size``) / 10,000 test, 3x32x32 (or ``image_size`` square).
 
-    Files: ``<data_dir>/cifar-10-batches-py/`` (the python version); with ``download=True`` torchvision also
-    extracts a local ``<data_dir>/cifar-10-python.tar.gz`` without network access."""
+    Files: ``<data_dir>/cifar-10-batches-py/`` (the python version): ``data_batch_1`` .. ``data_batch_5`` for
+    training, ``test_batch`` for the test split, each checked against torchvision's MD5s; with ``download``,
+    missing ones come from a local ``<data_dir>/cifar-10-python.tar.gz`` if it is there, else from the web."""
 
     torchvision_class = tv_datasets.CIFAR10
     native_shape = (3, 32, 32)
 
-    def missing_data_message(self) -> str:
+    def read_split(self, train: bool) -> tuple[list[FileProblem], tuple[torch.Tensor, torch.Tensor] | None]:
         cls = self.torchvision_class
-        batches = ", ".join(name for name, _ in cls.train_list + cls.test_list)
+        folder = (Path(self.data_dir) / cls.base_folder).resolve()
+        problems, images, labels = [], [], []
+        for name, md5 in cls.train_list if train else cls.test_list:
+            path = folder / name
+            if not path.is_file():
+                problems.append(FileProblem(f"missing {path}", name, missing=True))
+                continue
+            try:
+                data = path.read_bytes()
+            except OSError as error:
+                problems.append(FileProblem(f"unreadable: {path} ({error})", name))
+                continue
+            actual = hashlib.md5(data, usedforsecurity=False).hexdigest()
+            if actual != md5:  # never unpickled: only the genuine files are
+                problems.append(FileProblem(f"checksum mismatch: {path} (expected MD5 {md5}, got {actual}; "
+                                            f"{len(data)} bytes)", name))
+                continue
+            entry = pickle.loads(data, encoding="latin1")
+            images.append(torch.from_numpy(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)))
+            labels.append(torch.as_tensor(entry["labels"], dtype=torch.long))
+        if problems:
+            return problems, None
+        return [], (torch.cat(images).permute(0, 2, 3, 1).contiguous(), torch.cat(labels))
+
+    def fetch(self, names: list[str]) -> None:
+        cls = self.torchvision_class
+        download_and_extract_archive(cls.url, self.data_dir, filename=cls.filename, md5=cls.tgz_md5)
+
+    def where_to_get(self, names: list[str]) -> str:
         root = Path(self.data_dir).resolve()
-        return (f"CIFAR10 data not found: expected {root / cls.base_folder}/ holding {batches} and "
-                f"batches.meta (the python version). Download and extract {cls.url} into {root}/, or run "
-                f"with `--data.download true` (on a machine with internet access unless {root / cls.filename} "
-                f"is already there).")
+        return f"and extract {self.torchvision_class.url} into {root}/ (it holds both splits)"
 
 
 def celeba_pil_steps(crop: str, image_size: int) -> list[Callable]:

@@ -34,6 +34,13 @@ class PointsDataModule(ZooDataModule):
         return TensorDictDataset(x=x), None, None
 
 
+def spread_inception_logits(extractor: torch.nn.Module) -> None:
+    """Random fc weights for an Inception extractor of ``random_inception_weights``: its pool3 features have norms
+    ~1e-6, so its own fc gives logits ~1e-8 and every Inception Score would be 1; these spread them over O(10)."""
+    generator = torch.Generator().manual_seed(0)
+    extractor.net.fc.weight.data.copy_(torch.randn(extractor.net.fc.weight.shape, generator=generator) * 1e7)
+
+
 def quiet_trainer(tmp_path, **kwargs) -> L.Trainer:
     defaults = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
                     enable_checkpointing=False, default_root_dir=str(tmp_path))
@@ -165,7 +172,7 @@ def prepared_config(config: str | Path, directory: Path, **evaluation) -> Path:
     init_args further, e.g. ``extractor="pixels"``), written to ``directory``."""
     from zoo.cli import config_with_callback_args
 
-    small = {"n_samples": 16, "n_reference": 16, "kid_subsets": 2, "kid_subset_size": 8, "prd_runs": 1,
-             "cache_dir": str(directory / "reference-cache")}
+    small = {"n_samples": 16, "n_reference": 16, "kid_subsets": 2, "kid_subset_size": 8, "prd_clusters": 1,
+             "prd_runs": 1, "cache_dir": str(directory / "reference-cache")}
     repo = Path(__file__).resolve().parents[1]
     return config_with_callback_args(repo / config, directory, "callbacks.Evaluation", **{**small, **evaluation})

@@ -7,6 +7,7 @@ Every function takes NumPy arrays or tensors ``(N, d)`` and computes in float64.
 
 * FID: pytorch-fid / TTUR (``scipy.linalg.sqrtm`` with pytorch-fid's 1e-6·I fallback, real part).
 * KID: Binkowski et al. / torch-fidelity (same subset sampling, unbiased MMD², mean and population std).
+* Inception Score: Salimans et al.'s ``inception_score.py`` (softmax, KL to each split's marginal via SciPy).
 * Improved precision/recall: Kynkäänniemi et al. (k-th nearest neighbour radii on full distance matrices).
 * PRD: Sajjadi et al., google/compare_gan ``compare_gan/metrics/prd_score.py``.
 * Memorisation: FlexAE's mean distance to the nearest neighbour (scikit-learn ``NearestNeighbors``).
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
+import scipy.special
+import scipy.stats
 import sklearn.cluster
 from sklearn.neighbors import NearestNeighbors
 
@@ -66,6 +69,21 @@ def kid_reference(features_1, features_2, subsets: int, subset_size: int, degree
         within = (k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
         mmds[i] = within - 2 * k_xy.sum() / (m * m)
     return float(np.mean(mmds)), float(np.std(mmds))
+
+
+# ---------------------------------------------------------------------------------------- Inception Score
+
+def inception_score_reference(logits, splits: int = 10) -> tuple[float, float]:
+    """exp(E_x KL(p(y|x) || p(y))) on each of ``splits`` consecutive parts (p(y): the part's mean softmax),
+    mean and ``np.std`` over the parts, as Salimans et al.'s ``get_inception_score``; KL by ``scipy.stats.entropy``."""
+    p = scipy.special.softmax(_as_array(logits), axis=1)
+    n = len(p)
+    scores = []
+    for i in range(splits):
+        part = p[i * n // splits:(i + 1) * n // splits]
+        kl = scipy.stats.entropy(part, part.mean(0, keepdims=True), axis=1)
+        scores.append(np.exp(kl.mean()))
+    return float(np.mean(scores)), float(np.std(scores))
 
 
 # ------------------------------------------------------------------------------- improved precision/recall

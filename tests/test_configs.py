@@ -96,8 +96,12 @@ def test_every_config_builds_and_trains_a_step(name, tmp_path, monkeypatch):
     # one step on a synthetic batch, with the config's schedules (they change what a step trains)
     if not data.arbitrary_value_range:  # images; the toys draw their points in memory
         train_set = synthetic_train_set(data, model)
+
+        def synthetic_setup(stage: str | None = None) -> None:  # in place of reading (or downloading) any files
+            data.train_set, data.val_set, data.test_set = train_set, None, None
+
         monkeypatch.setattr(data, "prepare_data", lambda: None)
-        monkeypatch.setattr(data, "build_datasets", lambda: (train_set, None, None))
+        monkeypatch.setattr(data, "setup", synthetic_setup)
     data.batch_size, data.train_subset = min(data.batch_size, BATCH), None
     if isinstance(model, AEOT):  # a coarse OT solve to at most 64 codes (tests/test_ot.py tests the solver)
         model.solver_settings, model.transport_samples = FAST_SOLVER, 64

@@ -4,6 +4,7 @@ errors for missing data and bad arguments. Runs offline on CPU."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import math
 import pickle
 import urllib.request
@@ -24,6 +25,7 @@ from datamodules import (
     MNIST,
     CelebA,
     Circle5,
+    CorruptDataError,
     DataNotFoundError,
     Digits,
     FashionMNIST,
@@ -152,18 +154,18 @@ def test_gzipped_originals_load_in_place_offline(fashion_mnist_root, no_network)
 def test_in_place_gzip_reading_matches_torchvision(fashion_mnist_raw_dir, tmp_path):
     from torchvision.datasets.mnist import read_image_file, read_label_file
 
-    from datamodules.images import read_gzipped_idx
-
-    for name, read_extracted in (("t10k-images-idx3-ubyte", read_image_file), ("t10k-labels-idx1-ubyte",
-                                                                                read_label_file)):
+    datamodule = FashionMNIST(data_dir=str(fashion_mnist_raw_dir.parent.parent))
+    for name, shape, read_extracted in (("t10k-images-idx3-ubyte", (10000, 28, 28), read_image_file),
+                                        ("t10k-labels-idx1-ubyte", (10000,), read_label_file)):
         extracted = tmp_path / name
         extracted.write_bytes(gzip.decompress((fashion_mnist_raw_dir / f"{name}.gz").read_bytes()))
-        assert torch.equal(read_gzipped_idx(str(fashion_mnist_raw_dir / f"{name}.gz")).long(),
-                           read_extracted(str(extracted)).long())
+        assert torch.equal(datamodule.read_idx(name, shape).long(), read_extracted(str(extracted)).long())
 
 
-def write_fake_cifar10(root: Path, images_per_batch: int) -> np.ndarray:
-    """torchvision's ``cifar-10-batches-py`` layout with random images; returns all images, train then test."""
+def write_fake_cifar10(root: Path, images_per_batch: int, monkeypatch) -> np.ndarray:
+    """torchvision's ``cifar-10-batches-py`` layout with random images, and torchvision's list of their MD5s
+    patched to match (random batches cannot match the real ones; everything else is the real code path);
+    returns all images, train then test."""
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -175,15 +177,14 @@ def write_fake_cifar10(root: Path, images_per_batch: int) -> np.ndarray:
         labels = rng.integers(0, 10, size=images_per_batch).tolist()
         with open(folder / name, "wb") as file:
             pickle.dump({"data": rows, "labels": labels}, file)
-    with open(folder / "batches.meta", "wb") as file:
-        pickle.dump({"label_names": [f"class{i}" for i in range(10)]}, file)
+    md5s = [[name, hashlib.md5((folder / name).read_bytes()).hexdigest()] for name in batches]
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "train_list", md5s[:5])
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "test_list", md5s[5:])
     return images
 
 
 def test_cifar10_on_fake_batches(tmp_path, monkeypatch):
-    images = write_fake_cifar10(tmp_path, images_per_batch=20)
-    # random batches cannot match torchvision's MD5s; everything else is the real code path
-    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *args, **kwargs: True)
+    images = write_fake_cifar10(tmp_path, images_per_batch=20, monkeypatch=monkeypatch)
     datamodule = CIFAR10(data_dir=str(tmp_path), download=False, val_size=10, batch_size=16)
     assert datamodule.data_shape == (3, 32, 32)
     datamodule.setup()
@@ -196,6 +197,36 @@ def test_cifar10_on_fake_batches(tmp_path, monkeypatch):
     all_train = torch.stack([datamodule.train_set[i]["x"] for i in range(90)] +
                             [datamodule.val_set[i]["x"] for i in range(10)])
     assert all_train.min() == -1.0 and all_train.max() == 1.0
+    test_index = 7
+    expected_test = torch.as_tensor(images[100 + test_index].reshape(3, 32, 32), dtype=torch.float32) / 255 * 2 - 1
+    torch.testing.assert_close(datamodule.test_set[test_index]["x"], expected_test)
+
+
+def test_cifar10_splits_need_only_their_own_batches_and_name_the_damaged_one(tmp_path, monkeypatch, no_network):
+    write_fake_cifar10(tmp_path, images_per_batch=20, monkeypatch=monkeypatch)
+    folder = tmp_path / "cifar-10-batches-py"
+    for number in range(1, 6):
+        (folder / f"data_batch_{number}").unlink()
+    datamodule = CIFAR10(data_dir=str(tmp_path), download=False, val_size=10, batch_size=16)
+    datamodule.setup("test")
+    assert len(datamodule.test_set) == 20
+    with pytest.raises(DataNotFoundError) as error:
+        datamodule.train_set  # noqa: B018
+    message = str(error.value)
+    assert message.startswith("CIFAR10 training data not found: missing ")
+    assert all(f"{folder}/data_batch_{number}" in message for number in range(1, 6)) and "test_batch" not in message
+    assert "cifar-10-python.tar.gz" in message and "--data.init_args.download true" in message
+
+    test_batch = folder / "test_batch"
+    expected_md5 = torchvision.datasets.CIFAR10.test_list[0][1]
+    test_batch.write_bytes(test_batch.read_bytes()[:1000])  # truncated
+    damaged = CIFAR10(data_dir=str(tmp_path), download=False)
+    damaged.setup("test")
+    with pytest.raises(CorruptDataError) as error:
+        damaged.test_set  # noqa: B018
+    got = hashlib.md5(test_batch.read_bytes()).hexdigest()
+    assert f"checksum mismatch: {test_batch} (expected MD5 {expected_md5}, got {got}; 1000 bytes)" in str(error.value)
+    assert no_network == []
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -204,21 +235,28 @@ def test_cifar10_on_fake_batches(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("download", [True, False])
 @pytest.mark.parametrize(("datamodule_class", "expected_parts"), [
-    (MNIST, ["MNIST/raw", "train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "--data.download true"]),
-    (FashionMNIST, ["FashionMNIST/raw", "train-images-idx3-ubyte.gz", "fashion-mnist"]),
-    (CIFAR10, ["cifar-10-batches-py", "data_batch_1", "test_batch", "cifar-10-python.tar.gz", "cs.toronto.edu"]),
+    (MNIST, ["MNIST/raw/train-images-idx3-ubyte.gz", "MNIST/raw/train-labels-idx1-ubyte.gz", "ossci-datasets"]),
+    (FashionMNIST, ["FashionMNIST/raw/train-images-idx3-ubyte.gz", "FashionMNIST/raw/train-labels-idx1-ubyte.gz",
+                    "fashion-mnist"]),
+    (CIFAR10, ["cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/data_batch_5", "cifar-10-python.tar.gz",
+               "cs.toronto.edu"]),
     (CelebA, ["celeba/img_align_celeba/", "list_eval_partition.txt", "list_attr_celeba.txt"]),
 ])
 def test_missing_data_names_the_expected_files(tmp_path, no_network, datamodule_class, expected_parts, download):
     datamodule = datamodule_class(data_dir=str(tmp_path), download=download)
     with pytest.raises(DataNotFoundError) as error:
         datamodule.setup()
+        datamodule.train_dataloader()
     message = str(error.value)
     assert str(tmp_path) in message
     for part in expected_parts:
         assert part in message
     assert isinstance(error.value, FileNotFoundError)
     assert bool(no_network) == download  # a download was attempted (and refused) only when allowed
+    assert "--data.download" not in message  # no such flag
+    if datamodule_class is not CelebA:
+        assert ("--data.init_args.download true" in message) == (not download)  # the real flag, when it helps
+        assert ("Downloading them failed (URLError" in message) == download
 
 
 def test_image_folder_missing_or_empty_root(tmp_path):
@@ -227,6 +265,138 @@ def test_image_folder_missing_or_empty_root(tmp_path):
     (tmp_path / "empty_class").mkdir()
     with pytest.raises(DataNotFoundError, match="no images found"):
         ImageFolderDataModule(root=str(tmp_path)).setup()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# partial and damaged Fashion-MNIST files (copies of the real ones)
+
+TRAIN_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
+TEST_FILES = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def copy_fashion_mnist(source: Path, root: Path, names: tuple[str, ...], extract: bool = False) -> Path:
+    """The ``names`` (without ``.gz``) copied into ``root/FashionMNIST/raw/``, gzipped or extracted; that folder."""
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        data = (source / f"{name}.gz").read_bytes()
+        if extract:
+            (raw / name).write_bytes(gzip.decompress(data))
+        else:
+            (raw / f"{name}.gz").write_bytes(data)
+    return raw
+
+
+def test_the_test_split_needs_only_the_test_files(fashion_mnist_raw_dir, tmp_path, no_network):
+    from zoo.evaluation.features import datamodule_split
+
+    raw = copy_fashion_mnist(fashion_mnist_raw_dir, tmp_path, TEST_FILES)
+    datamodule = FashionMNIST(data_dir=str(tmp_path))  # download: true, but nothing of the test split is missing
+    datamodule.setup("test")
+    assert len(datamodule.test_set) == 10000 and datamodule.test_set[0]["x"].shape == (1, 28, 28)
+    # as an evaluation reference (the evaluation sets a datamodule up for "fit" and reads the split it needs)
+    reference = FashionMNIST(data_dir=str(tmp_path), download=False)
+    assert len(datamodule_split(reference, "test")) == 10000
+    assert no_network == []
+
+    with pytest.raises(DataNotFoundError) as error:
+        reference.train_dataloader()
+    message = str(error.value)
+    assert message.startswith(f"FashionMNIST training data not found: missing {raw}/train-images-idx3-ubyte.gz; "
+                              f"missing {raw}/train-labels-idx1-ubyte.gz. To fix: download ")
+    assert "t10k" not in message and "--data.init_args.download true" in message
+
+
+def test_training_needs_only_the_training_files(fashion_mnist_raw_dir, tmp_path):
+    raw = copy_fashion_mnist(fashion_mnist_raw_dir, tmp_path, TRAIN_FILES)
+    datamodule = FashionMNIST(data_dir=str(tmp_path), download=False)
+    datamodule.setup("fit")
+    assert (len(datamodule.train_set), len(datamodule.val_set)) == (55000, 5000)
+    assert first_batch(datamodule)["x"].shape == (64, 1, 28, 28)
+    with pytest.raises(DataNotFoundError, match="FashionMNIST test data not found: missing ") as error:
+        datamodule.test_set  # noqa: B018
+    assert all(f"{raw}/{name}.gz" in str(error.value) for name in TEST_FILES)
+
+
+def flip_middle_byte(data: bytes) -> bytes:
+    middle = len(data) // 2
+    return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]
+
+
+@pytest.mark.parametrize(("damage", "expected"), [
+    (lambda data: data[:len(data) // 2], "truncated: {path} (2211051 bytes; its gzip stream ends early"),
+    (flip_middle_byte, "checksum mismatch: {path} (expected MD5 bef4ecab320f06d8554ea6380940ec79, got {md5})"),
+    (lambda data: b"", "empty: {path} (0 bytes)"),
+])
+def test_a_damaged_gz_is_named(fashion_mnist_raw_dir, tmp_path, damage, expected):
+    raw = copy_fashion_mnist(fashion_mnist_raw_dir, tmp_path, TEST_FILES)
+    path = raw / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(damage(path.read_bytes()))
+    datamodule = FashionMNIST(data_dir=str(tmp_path), download=False)
+    datamodule.setup("test")
+    with pytest.raises(CorruptDataError) as error:
+        datamodule.test_set  # noqa: B018
+    message = str(error.value)
+    assert message.startswith("FashionMNIST test data damaged: ")
+    assert expected.format(path=path, md5=hashlib.md5(path.read_bytes()).hexdigest()) in message
+    assert "delete the damaged files, then download" in message and "t10k-labels" not in message
+    assert isinstance(error.value, DataNotFoundError)
+
+
+def test_a_damaged_gz_is_named_after_a_failed_download(fashion_mnist_raw_dir, tmp_path, no_network):
+    raw = copy_fashion_mnist(fashion_mnist_raw_dir, tmp_path, TRAIN_FILES)
+    path = raw / "train-labels-idx1-ubyte.gz"
+    path.write_bytes(flip_middle_byte(path.read_bytes()))
+    datamodule = FashionMNIST(data_dir=str(tmp_path))
+    datamodule.prepare_data()  # tries to download the damaged and the missing files, and fails offline
+    attempts = len(no_network)
+    assert attempts > 0
+    datamodule.setup("fit")
+    with pytest.raises(CorruptDataError) as error:
+        datamodule.train_set  # noqa: B018
+    message = str(error.value)
+    assert f"checksum mismatch: {path} (expected MD5 25c81989df183df01b3e8a0aad5dffbe" in message
+    assert "train-images" not in message and "Downloading them failed (URLError" in message
+    assert len(no_network) == attempts  # one download try per split
+
+
+def test_extracted_files_load_like_the_gz_originals(fashion_mnist_raw_dir, tmp_path):
+    copy_fashion_mnist(fashion_mnist_raw_dir, tmp_path, TEST_FILES, extract=True)
+    extracted = FashionMNIST(data_dir=str(tmp_path), download=False)
+    extracted.setup("test")
+    original = FashionMNIST(data_dir=str(fashion_mnist_raw_dir.parent.parent), download=False)
+    original.setup("test")
+    for attribute in ("data", "targets"):
+        assert torch.equal(getattr(extracted.test_set.dataset, attribute), getattr(original.test_set.dataset,
+                                                                                   attribute))
+
+
+def zero_after_header(header: int):
+    return lambda data: data[:header] + bytes(len(data) - header)
+
+
+@pytest.mark.parametrize(("name", "damage", "expected"), [
+    ("t10k-images-idx3-ubyte", lambda data: data[:len(data) // 2],
+     "truncated: {path} has 3920008 bytes, its header declares 7840016"),
+    ("t10k-images-idx3-ubyte", lambda data: bytes(len(data)), "all zero: {path} (7840016 zero bytes"),
+    ("t10k-images-idx3-ubyte", zero_after_header(16), "blank: every image in {path} is all zero"),
+    ("t10k-images-idx3-ubyte", lambda data: data[:2] + b"\x0b" + data[3:],
+     "not a uint8 IDX file of 3 dimensions: {path} (it starts with 00 00 0b 03, expected 00 00 08 03)"),
+    ("t10k-images-idx3-ubyte", lambda data: data[:4] + (60000).to_bytes(4, "big") + data[8:],
+     "wrong dimensions: {path} declares 60000x28x28, expected 10000x28x28"),
+    ("t10k-labels-idx1-ubyte", lambda data: data[:13] + bytes([data[13] ^ 0xFF]) + data[14:],
+     "bad labels: {path} holds label 254 at index 5 (labels are 0 to 9)"),
+    ("t10k-labels-idx1-ubyte", zero_after_header(8), "bad labels: every label in {path} is 0"),
+])
+def test_a_damaged_extracted_file_is_named(fashion_mnist_raw_dir, tmp_path, name, damage, expected):
+    raw = copy_fashion_mnist(fashion_mnist_raw_dir, tmp_path, TEST_FILES, extract=True)
+    path = raw / name
+    path.write_bytes(damage(path.read_bytes()))
+    datamodule = FashionMNIST(data_dir=str(tmp_path), download=False)
+    datamodule.setup("test")
+    with pytest.raises(CorruptDataError) as error:
+        datamodule.test_set  # noqa: B018
+    assert expected.format(path=path) in str(error.value)
 
 
 # ---------------------------------------------------------------------------------------------------------

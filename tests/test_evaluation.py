@@ -17,7 +17,15 @@ from lightning.pytorch.loggers import CSVLogger
 
 from benchmarks.evaluate import main as evaluate_checkpoint
 from callbacks import Evaluation
-from tests.helpers import ImagesDataModule, SplitImages, prepared_config, quiet_trainer, wandb_run_contents
+from datamodules.images import ImageDataModule
+from tests.helpers import (
+    ImagesDataModule,
+    SplitImages,
+    prepared_config,
+    quiet_trainer,
+    spread_inception_logits,
+    wandb_run_contents,
+)
 from zoo.evaluation import METRICS, Evaluator, MetricInputs, MetricOptions, register_metric
 from zoo.evaluation import metrics as M
 from zoo.evaluation.extractors import FeatureExtractor, build_extractor, register_extractor
@@ -53,7 +61,7 @@ class CountingExtractor(FeatureExtractor):
 
 
 def small_options() -> MetricOptions:
-    return MetricOptions(kid_subsets=5, kid_subset_size=20, prd_runs=2)
+    return MetricOptions(kid_subsets=5, kid_subset_size=20, prd_clusters=4, prd_runs=2)
 
 
 def model_for(dm) -> WGANGP:
@@ -65,7 +73,7 @@ def test_callback_logs_every_metric_with_its_protocol_and_plots(tmp_path):
     dm = SplitImages()
     evaluation = Evaluation(extractor="pixels", metrics=ALL_METRICS, n_samples=48, n_reference=48, every_n_steps=10,
                             every_n_epochs=None, cache_dir=str(tmp_path / "cache"), kid_subsets=5,
-                            kid_subset_size=20, prd_runs=2)
+                            kid_subset_size=20, prd_clusters=4, prd_runs=2)
     trainer = quiet_trainer(tmp_path, max_steps=20, logger=CSVLogger(tmp_path), callbacks=[evaluation])
     trainer.fit(model_for(dm), dm)
     log_dir = Path(trainer.logger.log_dir)
@@ -76,7 +84,7 @@ def test_callback_logs_every_metric_with_its_protocol_and_plots(tmp_path):
     protocol = yaml.full_load((log_dir / "hparams.yaml").read_text())["evaluation"]
     assert protocol["extractor"]["extractor"] == "pixels"
     assert (protocol["n_generated"], protocol["reference_split"], protocol["n_reference"]) == (48, "train", 48)
-    assert protocol["kid"] == {"subsets": 5, "subset_size": 20}
+    assert protocol["kid"] == {"subsets": 5, "subset_size": 20, "seed": 2020}
     run = Path(trainer.default_root_dir)  # the run directory's, whatever the logger
     events = [json.loads(line) for line in (run / "evaluation.jsonl").read_text().splitlines()]
     assert [e["step"] for e in events] == [10, 20]  # the train-end event falls on the step already evaluated
@@ -101,9 +109,26 @@ def test_evaluator_equals_the_metrics_on_directly_extracted_features(tmp_path):
     real = extractor(torch.stack([dm.train_set[i]["x"] for i in indices]), (-1.0, 1.0))
     assert result.values["fid"] == pytest.approx(M.frechet_distance(fake, real), rel=1e-10)
     assert result.values["precision"] == M.precision_recall(real, fake)["precision"]
-    assert result.values["kid"] == pytest.approx(M.kernel_distance(fake, real, 5, 20, seed=3)[0], rel=1e-10)
-    precision, recall = M.prd(fake, real[:40], num_runs=2, seed=3)
+    # KID's subsets are drawn with torch-fidelity's seed, not the evaluation's
+    assert result.values["kid"] == pytest.approx(M.kernel_distance(fake, real, 5, 20, seed=2020)[0], rel=1e-10)
+    precision, recall = M.prd(fake, real[:40], num_clusters=4, num_runs=2, seed=3)
     assert result.values["prd_f8"] == pytest.approx(M.prd_f_beta(precision, recall)[0], rel=1e-10)
+
+
+def test_the_inception_score_comes_from_the_pass_that_gives_the_fid_features(random_inception_weights):
+    dm = SplitImages()
+    evaluator = Evaluator(f"inception:{random_inception_weights}", ("fid", "inception_score"), n_samples=10,
+                          n_reference=10, cache_dir=None, options=MetricOptions(inception_score_splits=2))
+    spread_inception_logits(evaluator.feature_extractor)
+    passes = []  # the network's outputs, (pool3, logits) per batch
+    evaluator.feature_extractor.net.register_forward_hook(lambda module, inputs, outputs: passes.append(outputs))
+    result = evaluator.evaluate(model_for(dm), dm)
+    assert [len(pool3) for pool3, _ in passes] == [10, 10], "one pass over the reference, one over the generated"
+    (real, _), (fake, fake_logits) = passes
+    assert result.values["fid"] == pytest.approx(M.frechet_distance(fake, real), rel=1e-10)
+    assert (result.values["is_mean"], result.values["is_std"]) == M.inception_score(fake_logits, splits=2)
+    assert result.values["is_mean"] > 1.001  # an untrained generator's samples look alike, but not identical
+    assert result.protocol["inception_score"] == {"splits": 2}
 
 
 def test_reference_features_are_cached_and_recomputed_when_the_key_changes(tmp_path):
@@ -161,6 +186,30 @@ def test_differently_configured_datamodules_never_share_a_reference_cache_entry(
     assert len(list(cache.glob("*.pt"))) == 5
     assert [real_samples_extracted(dm) for dm in configurations()] == [0] * 5, "equal configurations share one"
     assert real_samples_extracted(PrivatelyOffsetImages(0.5, batch_size=8)) == 0  # positional; batch size is neutral
+
+
+class InMemoryImages(ImageDataModule):
+    """The image datamodules' base, ``download`` flag included, over SplitImages' random images."""
+
+    data_shape = (1, 8, 8)
+
+    def build_datasets(self):
+        return SplitImages(seed=self.seed).build_datasets()
+
+
+def test_the_download_flag_does_not_change_the_reference_cache_entry(tmp_path):
+    cache = tmp_path / "cache"
+
+    def real_samples_extracted(dm):  # 0: a cache hit
+        CountingExtractor.seen = 0
+        Evaluator("counting", ("fid",), n_samples=30, n_reference=None, cache_dir=cache).evaluate(model_for(dm), dm)
+        return CountingExtractor.seen - 30
+
+    assert InMemoryImages(download=True).identity() == InMemoryImages(download=False).identity()
+    assert real_samples_extracted(InMemoryImages(download=True)) == 96
+    assert real_samples_extracted(InMemoryImages(download=False)) == 0
+    assert real_samples_extracted(InMemoryImages(download=False, seed=1)) == 96  # the key still follows the data
+    assert len(list(cache.glob("*.pt"))) == 2
 
 
 def test_a_registered_metric_is_computed_by_the_evaluator_and_the_callback(tmp_path):
@@ -223,6 +272,22 @@ def test_bad_evaluation_settings_are_clear_errors(tmp_path):
     dm = ImagesDataModule()  # no test split
     with pytest.raises(ValueError, match="no 'test' split"):
         Evaluator("pixels", ("memorization",), n_samples=8, n_reference=8, cache_dir=None).evaluate(model_for(dm), dm)
+    with pytest.raises(ValueError, match="200 samples in each set .* got 40"):
+        Evaluator("pixels", ("prd",), n_samples=40, n_reference=40, cache_dir=None).evaluate(model_for(dm), dm)
+
+
+def test_the_inception_score_needs_the_inception_extractor(tmp_path):
+    dm = ImagesDataModule()
+    message = r"\['inception_score'\] need the class logits of the Inception network; the 'pixels' extractor gives none"
+    with pytest.raises(ValueError, match=message):
+        Evaluator("pixels", ("fid", "inception_score"), n_samples=8, n_reference=8, cache_dir=None).evaluate(
+            model_for(dm), dm)
+    trainer = quiet_trainer(tmp_path, max_steps=2, callbacks=[
+        Evaluation(extractor="pixels", metrics=("fid", "inception_score"), n_samples=8, n_reference=8,
+                   cache_dir=None)])
+    with pytest.raises(ValueError, match=message):  # at the start of fit, not at the first evaluation
+        trainer.fit(model_for(dm), dm)
+    assert trainer.global_step == 0
 
 
 class ScaledImages:
@@ -285,7 +350,7 @@ def test_ddp_sharded_evaluation_equals_the_single_process_value(tmp_path):
     single-process evaluation of the final checkpoint."""
     args = {"extractor": "pixels", "metrics": list(ALL_METRICS), "n_samples": 61, "n_reference": 70,
             "every_n_epochs": None, "cache_dir": str(tmp_path / "cache"), "kid_subsets": 5, "kid_subset_size": 20,
-            "prd_runs": 2}
+            "prd_clusters": 6, "prd_runs": 2}
     config = prepared_config("configs/wgan_gp/digits.yaml", tmp_path / "config", **args)
     root = tmp_path / "ddp"
     command = [sys.executable, "-m", "zoo.cli", "fit", "--config", str(config), "--trainer.logger", "false",
@@ -300,7 +365,8 @@ def test_ddp_sharded_evaluation_equals_the_single_process_value(tmp_path):
     single = evaluate_checkpoint([
         "--ckpt", str(root / "checkpoints" / "last.ckpt"), "--data", "digits", "--image_size", "8",
         "--extractor", "pixels", "--metrics", ",".join(ALL_METRICS), "--n", "61", "--n_reference", "70",
-        "--kid_subsets", "5", "--kid_subset_size", "20", "--prd_runs", "2", "--cache_dir", "", "--device", "cpu"])
+        "--kid_subsets", "5", "--kid_subset_size", "20", "--prd_clusters", "6", "--prd_runs", "2", "--cache_dir", "",
+        "--device", "cpu"])
     for name in ("fid", "kid", "precision", "recall", "prd_f8", "prd_f1_8", "pms", "ims", "pms_test_train"):
         assert ddp[name] == pytest.approx(single[name], rel=1e-5, abs=1e-7), name
     assert single["protocol"] == ddp["protocol"]
@@ -340,7 +406,7 @@ def test_the_fid_series_lands_in_the_wandb_run_history(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     dm = SplitImages()
     evaluation = Evaluation(extractor="pixels", metrics=("fid", "prd"), n_samples=40, n_reference=40,
-                            every_n_steps=6, every_n_epochs=None, cache_dir=None, prd_runs=1)
+                            every_n_steps=6, every_n_epochs=None, cache_dir=None, prd_clusters=4, prd_runs=1)
     logger = ZooWandbLogger(project="genzoo-test", save_dir=str(tmp_path))
     trainer = quiet_trainer(tmp_path, max_steps=18, logger=logger, callbacks=[evaluation])
     trainer.fit(model_for(dm), dm)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.helpers import spread_inception_logits
 from zoo.evaluation.extractors import build_extractor
 from zoo.evaluation.extractors.pretrained import InceptionExtractor
 from zoo.evaluation.metrics import frechet_distance
@@ -52,6 +53,18 @@ def test_inception_fid_equals_torchmetrics_tf_compatible_fid(random_inception_we
     reference = float(metric.compute())
     assert ours > 0
     assert ours == pytest.approx(reference, rel=1e-4)
+
+
+def test_inception_logits_come_from_the_pass_that_gives_the_features(random_inception_weights):
+    extractor = build_extractor(f"inception:{random_inception_weights}")
+    spread_inception_logits(extractor)
+    x = grey_images(3)
+    features, logits = extractor.with_logits(x, (-1.0, 1.0))
+    assert logits.shape == (3, 1008) and logits.dtype == torch.float32 and logits.std() > 1
+    torch.testing.assert_close(features, extractor(x, (-1.0, 1.0)))
+    # "unbiased": pool3 times the fc weights without the fc bias, as the Inception Score's reference code
+    torch.testing.assert_close(logits, features @ extractor.net.fc.weight.T, rtol=1e-4, atol=1e-4)
+    assert extractor.gives_logits and not build_extractor("pixels").gives_logits
 
 
 def test_inception_weights_from_the_environment_and_clear_errors(random_inception_weights, tmp_path, monkeypatch):

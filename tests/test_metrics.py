@@ -33,6 +33,16 @@ def mixture(n: int, modes: list[int], seed: int, dim: int = 16, num_modes: int =
     return torch.from_numpy(x.astype(np.float32)), labels
 
 
+def digits_halves() -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's 8x8 digits as 64-d features in [0, 1], in two random halves (898 and 899). Multiples of 1/16,
+    so exact in float32 even with 1000 added."""
+    from sklearn.datasets import load_digits
+
+    x = torch.from_numpy(load_digits().data.astype(np.float32) / 16)
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    return x[order[:898]], x[order[898:]]
+
+
 @pytest.fixture(autouse=True, scope="module")
 def single_thread():
     """One torch and one BLAS/OpenMP thread: these small problems gain nothing from more, and on a shared CPU
@@ -134,6 +144,42 @@ def test_kid_subset_larger_than_a_set_raises(real_fake):
         M.kernel_distance(real, fake[:150], subsets=2, subset_size=200)
 
 
+# ---------------------------------------------------------------------------------------- Inception Score
+
+def class_logits(n: int, seed: int, classes: int = 1008) -> torch.Tensor:
+    """Logits that favour one of 50 classes per sample, with noise: an IS well above 1."""
+    g = torch.Generator().manual_seed(seed)
+    favoured = torch.nn.functional.one_hot(torch.randint(50, (n,), generator=g), classes).float()
+    return 6 * favoured + 2 * torch.randn(n, classes, generator=g)
+
+
+@pytest.mark.parametrize("n, splits", [(500, 10), (503, 10), (40, 1)])
+def test_inception_score_matches_the_authors_formula_and_torch_fidelity(n, splits):
+    from torch_fidelity.metric_isc import isc_features_to_metric
+
+    logits = class_logits(n, seed=n)
+    mean, std = M.inception_score(logits, splits)
+    ref_mean, ref_std = R.inception_score_reference(logits, splits)
+    assert mean > 5 and (std > 0) == (splits > 1)
+    assert (mean, std) == (pytest.approx(ref_mean, rel=1e-12), pytest.approx(ref_std, rel=1e-9, abs=1e-12))
+    fidelity = isc_features_to_metric(logits, splits=splits, shuffle=False)  # its default shuffles the samples first
+    assert mean == pytest.approx(fidelity["inception_score_mean"], rel=1e-12)
+    assert std == pytest.approx(fidelity["inception_score_std"], rel=1e-9, abs=1e-12)
+
+
+def test_inception_score_of_confident_evenly_spread_classes_is_the_number_of_classes():
+    logits = 100 * torch.nn.functional.one_hot(torch.arange(1000) % 10, 1008).double()
+    assert M.inception_score(logits, 10) == (pytest.approx(10.0, rel=1e-9), pytest.approx(0.0, abs=1e-9))
+    assert M.inception_score(torch.zeros(100, 1008), 10) == (1.0, 0.0)  # one uniform prediction for all
+
+
+def test_inception_score_needs_a_sample_per_split():
+    with pytest.raises(ValueError, match="10 splits needs at least 10 samples, got 9"):
+        M.inception_score(torch.rand(9, 1008), 10)
+    with pytest.raises(ValueError, match="splits must be >= 1"):
+        M.inception_score(torch.rand(9, 1008), 0)
+
+
 # ------------------------------------------------------------------------------- improved precision/recall
 
 @pytest.mark.parametrize("chunk_size, n", [(1, 200), (7, 600), (100_000, 1000)])
@@ -158,6 +204,17 @@ def test_precision_recall_k_matters(real_fake):
 def test_precision_recall_of_identical_sets_is_one(real_fake):
     real, _ = real_fake
     assert M.precision_recall(real, real.clone()) == {"precision": 1.0, "recall": 1.0, "f_score": 1.0}
+
+
+def test_knn_metrics_ignore_a_large_common_offset():
+    """A common offset leaves every distance unchanged, but float32 distances from |a|² + |b|² − 2ab lost all
+    precision to it before the features were centred (digits + 1000: P/R 1.0/1.0 instead of 0.907/0.902)."""
+    real, fake = digits_halves()
+    exact = R.precision_recall_reference(real.double() + 1000, fake.double() + 1000)  # float64, full matrices
+    assert 0.85 < exact["precision"] < 0.95 and 0.85 < exact["recall"] < 0.95
+    assert M.precision_recall(real + 1000, fake + 1000) == M.precision_recall(real, fake) == exact
+    nearest = R.memorization_reference(fake.double() + 1000, real.double() + 1000)
+    assert M.memorization_score(fake + 1000, real + 1000) == pytest.approx(nearest, rel=1e-5)
 
 
 def test_knn_radii_are_kth_neighbour_excluding_self(real_fake):
@@ -265,7 +322,7 @@ BAD_INPUT_CALLS = {
     "frechet_distance": lambda a, b: M.frechet_distance(a, b),
     "kernel_distance": lambda a, b: M.kernel_distance(a, b, subsets=2, subset_size=10),
     "precision_recall": lambda a, b: M.precision_recall(a, b),
-    "prd": lambda a, b: M.prd(a, b, num_runs=1),
+    "prd": lambda a, b: M.prd(a, b, num_clusters=5, num_runs=1),
     "nearest_neighbour_distances": lambda a, b: M.nearest_neighbour_distances(a, b),
 }
 
@@ -302,11 +359,33 @@ def test_prd_unequal_sizes_raises():
         M.prd(torch.rand(100, 4), torch.rand(120, 4))
 
 
+def test_prd_needs_ten_samples_per_cluster_in_each_set():
+    with pytest.raises(ValueError, match=r"20 clusters needs at least 200 samples in each set \(10 per cluster\), "
+                                         r"got 150"):
+        M.prd(torch.rand(150, 4), torch.rand(150, 4))
+    precision, _ = M.prd(torch.rand(40, 4), torch.rand(40, 4), num_clusters=4, num_runs=1)
+    assert precision.shape == (1001,)
+
+
+def test_numpy_features_are_accepted_and_other_types_named():
+    real, fake = features(300, 8, seed=1), features(300, 8, seed=2, shift=0.5)
+    a, b = real.numpy(), fake.numpy()
+    assert M.frechet_distance(a, b) == M.frechet_distance(real, fake)
+    assert M.kernel_distance(a, b, 5, 100) == M.kernel_distance(real, fake, 5, 100)
+    assert M.precision_recall(a, b) == M.precision_recall(real, fake)
+    assert M.memorization_score(a, b) == M.memorization_score(real, fake)
+    assert M.inception_score(a, 10) == M.inception_score(real, 10)
+    from_numpy, from_tensors = M.prd(a, b, num_clusters=5, num_runs=1), M.prd(real, fake, num_clusters=5, num_runs=1)
+    assert torch.equal(from_numpy[0], from_tensors[0])
+    with pytest.raises(ValueError, match="a torch tensor or NumPy array .* got list"):
+        M.frechet_distance(real.tolist(), fake)
+
+
 def test_too_few_samples_raise():
     with pytest.raises(ValueError):
         M.precision_recall(torch.rand(3, 4), torch.rand(50, 4), k=3)  # k = 3 needs more than 3 samples
     with pytest.raises(ValueError):
-        M.prd(torch.rand(5, 4), torch.rand(5, 4), num_clusters=20)  # 10 samples in all for 20 clusters
+        M.prd(torch.rand(5, 4), torch.rand(5, 4), num_clusters=20)  # 5 per set for 20 clusters
     with pytest.raises(ValueError):
         M.frechet_distance(torch.rand(1, 4), torch.rand(10, 4))
 

@@ -294,7 +294,8 @@ def test_moving_fashion_mnist_without_files_names_them(tmp_path, monkeypatch):
         raise URLError("network disabled in tests")
 
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
-    with pytest.raises(DataNotFoundError, match="FashionMNIST data not found"):
+    with pytest.raises(DataNotFoundError,
+                       match="FashionMNIST training data not found: missing .*train-images-idx3-ubyte.gz"):
         MovingImages(source="fashion_mnist", data_dir=str(tmp_path)).setup("fit")
 
 

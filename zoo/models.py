@@ -4,7 +4,8 @@ from zoo.aeot import AEOT
 from zoo.flatgan import FlatGAN
 from zoo.flexae import FlexAE, FlexAESR
 from zoo.gan import DCGAN, LSGAN
+from zoo.hinge import HingeGAN
 from zoo.wae import WAE
 from zoo.wgan import WGAN, WGANGP
 
-__all__ = ["AEOT", "DCGAN", "FlatGAN", "LSGAN", "WAE", "WGAN", "WGANGP", "FlexAE", "FlexAESR"]
+__all__ = ["AEOT", "DCGAN", "FlatGAN", "HingeGAN", "LSGAN", "WAE", "WGAN", "WGANGP", "FlexAE", "FlexAESR"]

@@ -61,6 +61,7 @@ class Evaluator:
     """Generated-vs-real metrics for any model with ``sample_latents``/``generate``/``value_range``.
 
     ``metrics``: names registered with :func:`~zoo.evaluation.registry.register_metric`: ``fid``, ``kid``,
+    ``inception_score`` (from the generated samples' Inception logits; ``inception`` extractor only),
     ``precision_recall`` (improved P/R), ``prd``, ``memorization`` (FlexAE's PMS in pixels and IMS in features;
     generated-to-train, train-to-train and test-to-train) and ``reconstruction_fid`` (FID of the model's
     reconstructions of the selected reference samples against those samples: FlexAE's protocol with
@@ -105,7 +106,12 @@ class Evaluator:
     @property
     def feature_extractor(self) -> FeatureExtractor:
         if self._extractor is None:
-            self._extractor = build_extractor(self.extractor)
+            extractor = build_extractor(self.extractor)
+            if self.keeps_logits and not extractor.gives_logits:
+                needing = [name for name in self.metrics if "logits" in METRICS[name].needs]
+                raise ValueError(f"metrics {needing} need the class logits of the Inception network; the "
+                                 f"{self.extractor!r} extractor gives none: use extractor='inception'")
+            self._extractor = extractor
         return self._extractor
 
     @property
@@ -116,6 +122,10 @@ class Evaluator:
     @property
     def keeps_pixels(self) -> bool:
         return "pixels" in self.needs
+
+    @property
+    def keeps_logits(self) -> bool:
+        return "logits" in self.needs
 
     # ---- real and generated features -------------------------------------------------------------------
     def real_features(self, datamodule: Any, split: str, device: torch.device, collective: Collective) -> FeatureSet:
@@ -159,7 +169,7 @@ class Evaluator:
         mine = latents[collective.rank::collective.world_size]
         value_range = tuple(model.value_range)
         batches = (self.normalized(model.generate(chunk), value_range) for chunk in mine.split(self.batch_size))
-        local = extract(extractor, batches, value_range, device, self.keeps_pixels)
+        local = extract(extractor, batches, value_range, device, self.keeps_pixels, self.keeps_logits)
         return finite_gathered(local, self.n_samples, collective, "generated samples")
 
     def reconstructed_features(self, model: Any, datamodule: Any, device: torch.device,

@@ -20,13 +20,15 @@ SPLITS = ("train", "val", "test")
 
 @dataclass
 class FeatureSet:
-    """Features (N, d) and, for the pixel-space memorisation score, the samples as uint8 in [0, 255]."""
+    """Features (N, d); for the pixel-space memorisation score the samples as uint8 in [0, 255], and for the
+    Inception Score the extractor's class logits (N, classes) from the same pass."""
 
     features: torch.Tensor
     pixels: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> FeatureSet:
-        return FeatureSet(self.features.to(device), self.pixels.to(device) if self.pixels is not None else None)
+        return FeatureSet(*(t.to(device) if t is not None else None for t in (self.features, self.pixels, self.logits)))
 
     def unit_pixels(self) -> torch.Tensor:
         return self.pixels.flatten(1).float() / 255
@@ -40,14 +42,20 @@ def quantised_pixels(x: torch.Tensor, value_range: tuple[float, float]) -> torch
 
 
 def extract(extractor: FeatureExtractor, batches: Iterable[torch.Tensor], value_range: tuple[float, float],
-            device: torch.device, keep_pixels: bool) -> FeatureSet:
-    features, pixels = [], []
+            device: torch.device, keep_pixels: bool, keep_logits: bool = False) -> FeatureSet:
+    features, pixels, logits = [], [], []
     for x in batches:
-        features.append(extractor(x.to(device), value_range).cpu())
+        if keep_logits:  # one pass gives both
+            batch_features, batch_logits = extractor.with_logits(x.to(device), value_range)
+            logits.append(batch_logits.cpu())
+        else:
+            batch_features = extractor(x.to(device), value_range)
+        features.append(batch_features.cpu())
         if keep_pixels:
             pixels.append(quantised_pixels(x, value_range))
     return FeatureSet(torch.cat(features) if features else torch.empty(0, extractor.dim),
-                      torch.cat(pixels) if keep_pixels and pixels else None)
+                      torch.cat(pixels) if keep_pixels and pixels else None,
+                      torch.cat(logits) if keep_logits and logits else None)
 
 
 def normalized_samples(x: torch.Tensor, value_range: tuple[float, float], normalization: str) -> torch.Tensor:
@@ -65,14 +73,13 @@ def normalized_samples(x: torch.Tensor, value_range: tuple[float, float], normal
 
 
 def gather_feature_set(local: FeatureSet, total: int, collective: Collective) -> FeatureSet:
-    features = gather_in_order(local.features, total, collective)
-    pixels = gather_in_order(local.pixels, total, collective) if local.pixels is not None else None
-    return FeatureSet(features, pixels)
+    return FeatureSet(*(gather_in_order(t, total, collective) if t is not None else None
+                        for t in (local.features, local.pixels, local.logits)))
 
 
 def finite_gathered(local: FeatureSet, total: int, collective: Collective, what: str) -> FeatureSet:
     """:func:`gather_feature_set` after checking that this rank's model outputs gave finite features."""
-    if not torch.isfinite(local.features).all():
+    if not all(torch.isfinite(t).all() for t in (local.features, local.logits) if t is not None):
         raise FloatingPointError(f"{what} give non-finite features: the model has diverged")
     return gather_feature_set(local, total, collective)
 

@@ -1,13 +1,13 @@
-"""Sample-quality metrics as pure functions on feature tensors ``(N, d)``.
+"""Sample-quality metrics as pure functions on feature tensors ``(N, d)`` (NumPy arrays are converted).
 
 Nothing here knows about models, extractors or Lightning: the registered metrics of :mod:`zoo.evaluation.registry`
 and users' own scripts call these on features they extracted. Every function runs on the device of
 its inputs (so a GPU does the heavy lifting where there is one) and returns Python floats or CPU tensors.
 
 Conventions follow the reference implementations (see ``docs`` in each function): FID as in torch-fidelity and
-TTUR, KID as torch-fidelity (same subset sampling, so the numbers are identical for the same seed), improved
-precision/recall as Kynkäänniemi et al. (k = 3), PRD as Sajjadi et al. (``compare_gan``'s ``prd_score.py``), and
-FlexAE's memorisation scores (mean distance to the nearest neighbour).
+TTUR, KID as torch-fidelity (same subset sampling, so the numbers are identical for the same seed), the Inception
+Score as Salimans et al., improved precision/recall as Kynkäänniemi et al. (k = 3), PRD as Sajjadi et al.
+(``compare_gan``'s ``prd_score.py``), and FlexAE's memorisation scores (mean distance to the nearest neighbour).
 """
 
 from __future__ import annotations
@@ -21,25 +21,39 @@ from torch import Tensor
 from zoo.ops.utils import seeded
 
 
-def _check_features(*features: Tensor, min_samples: int = 2) -> None:
-    dims = set()
+def as_features(*features: Tensor | np.ndarray, min_samples: int = 2) -> tuple[Tensor, ...]:
+    """The feature sets as tensors (NumPy arrays converted), checked: 2-D, finite, equal dimensions."""
+    tensors, dims = [], set()
     for f in features:
-        if not isinstance(f, Tensor) or f.ndim != 2:
-            raise ValueError(f"features must be 2-D tensors (N, d), got {getattr(f, 'shape', type(f))}")
+        if isinstance(f, np.ndarray):
+            f = torch.from_numpy(f)
+        if not isinstance(f, Tensor):
+            raise ValueError(f"features must be a torch tensor or NumPy array (N, d), got {type(f).__name__}")
+        if f.ndim != 2:
+            raise ValueError(f"features must be 2-D (N, d), got shape {tuple(f.shape)}")
         if f.shape[0] < min_samples:
             raise ValueError(f"need at least {min_samples} samples per set, got {f.shape[0]}")
         if not torch.isfinite(f).all():
             raise ValueError("features contain NaN or inf (a diverged generator or a broken extractor)")
         dims.add(f.shape[1])
+        tensors.append(f)
     if len(dims) > 1:
         raise ValueError(f"feature sets have different dimensions: {sorted(dims)}")
+    return tuple(tensors)
+
+
+def centred_together(*features: Tensor) -> tuple[Tensor, ...]:
+    """float32 features less their common mean (taken in float64). Distances stay the same, but the float32
+    expansion |a|² + |b|² − 2ab loses every digit to a large common offset (pixels + 1000) unless it is removed."""
+    mean = sum(f.double().sum(0) for f in features) / sum(len(f) for f in features)
+    return tuple((f.double() - mean).float() for f in features)
 
 
 # ---------------------------------------------------------------------------------------------- FID
 
 def feature_statistics(features: Tensor) -> tuple[Tensor, Tensor]:
     """Mean and unbiased (N - 1) covariance, in float64 (as ``np.cov(rowvar=False)``)."""
-    _check_features(features)
+    (features,) = as_features(features)
     scaled = centred_scaled(features)
     return features.double().mean(0), scaled.T @ scaled
 
@@ -76,7 +90,7 @@ def frechet_distance(features_1: Tensor, features_2: Tensor) -> float:
     With fewer samples than dimensions (raw pixels, VGG's 4096-d features) the covariances have low rank and
     the same value comes from n x n matrices: with Σi = AiᵀAi for the centred, scaled samples Ai,
     Tr sqrt(Σ1 Σ2) is the sum of the singular values of A1 A2ᵀ and Tr Σi = ||Ai||²."""
-    _check_features(features_1, features_2)
+    features_1, features_2 = as_features(features_1, features_2)
     if max(features_1.shape[0], features_2.shape[0]) >= features_1.shape[1]:
         return frechet_distance_from_statistics(*feature_statistics(features_1), *feature_statistics(features_2))
     a_1, a_2 = (centred_scaled(f) for f in (features_1, features_2))
@@ -101,7 +115,7 @@ def kernel_distance(features_1: Tensor, features_2: Tensor, subsets: int = 100, 
 
     Subsets are drawn exactly as torch-fidelity draws them (``np.random.RandomState(seed).choice`` without
     replacement, set 1 then set 2), so the values equal torch-fidelity's ``kernel_inception_distance_*``."""
-    _check_features(features_1, features_2)
+    features_1, features_2 = as_features(features_1, features_2)
     n_1, n_2 = features_1.shape[0], features_2.shape[0]
     if subsets < 1:
         raise ValueError(f"subsets must be >= 1, got {subsets}")
@@ -123,6 +137,31 @@ def kernel_distance(features_1: Tensor, features_2: Tensor, subsets: int = 100, 
         within = (k_xx.sum() - k_xx.diagonal().sum() + k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
         estimates[i] = (within - 2 * k_xy.sum() / (m * m)).cpu()
     return float(estimates.mean()), float(estimates.std(unbiased=False))
+
+
+# ---------------------------------------------------------------------------------------- Inception Score
+
+def inception_score(logits: Tensor, splits: int = 10) -> tuple[float, float]:
+    """Inception Score (Salimans et al. 2016): exp(E_x KL(p(y|x) || p(y))) on each of ``splits`` consecutive
+    parts of the samples, p(y) being that part's mean prediction; mean and population std over the parts.
+
+    As the authors' code on the Inception logits without the fc bias (all 1008 classes), in float64; equal to
+    torch-fidelity's ``isc`` without its shuffle (generated samples come in random order already)."""
+    if splits < 1:
+        raise ValueError(f"splits must be >= 1, got {splits}")
+    (logits,) = as_features(logits, min_samples=1)
+    n = logits.shape[0]
+    if n < splits:
+        raise ValueError(f"the Inception Score over {splits} splits needs at least {splits} samples, got {n}")
+    log_p = logits.double().log_softmax(1)
+    scores = []
+    for i in range(splits):
+        part = log_p[i * n // splits:(i + 1) * n // splits]
+        marginal = part.exp().mean(0)
+        log_marginal = marginal.clamp_min(torch.finfo(marginal.dtype).tiny).log()  # p(y) = 0: 0·log 0 is 0
+        scores.append((part.exp() * (part - log_marginal)).sum(1).mean().exp())
+    scores = torch.stack(scores)
+    return float(scores.mean()), float(scores.std(unbiased=False))
 
 
 # ------------------------------------------------------------------------------- improved precision/recall
@@ -153,8 +192,7 @@ def precision_recall(real: Tensor, fake: Tensor, k: int = 3, chunk_size: int = 2
     precision: fraction of generated samples inside the real manifold (the union of k-NN balls of real samples);
     recall: fraction of real samples inside the generated manifold. Distances are computed ``chunk_size`` rows
     at a time, so memory grows with ``chunk_size · N`` instead of N²."""
-    _check_features(real, fake, min_samples=k + 1)
-    real, fake = real.float(), fake.float()
+    real, fake = centred_together(*as_features(real, fake, min_samples=k + 1))
     precision = fraction_in_manifold(fake, real, knn_radii(real, k, chunk_size), chunk_size)
     recall = fraction_in_manifold(real, fake, knn_radii(fake, k, chunk_size), chunk_size)
     f_score = 2 * precision * recall / max(precision + recall, 1e-5)  # torch-fidelity's definition
@@ -162,6 +200,8 @@ def precision_recall(real: Tensor, fake: Tensor, k: int = 3, chunk_size: int = 2
 
 
 # ---------------------------------------------------------------------------------------------- PRD
+
+PRD_SAMPLES_PER_CLUSTER = 10
 
 def kmeans(x: Tensor, num_clusters: int, generator: torch.Generator, n_init: int = 10, batch_size: int = 1024,
            max_iter: int = 100, max_no_improvement: int = 10) -> Tensor:
@@ -256,19 +296,21 @@ def prd(eval_features: Tensor, ref_features: Tensor, num_clusters: int = 20, num
 
     Each run clusters the union of both sets into ``num_clusters`` clusters and compares the two histograms of
     cluster assignments; the curves are averaged over ``num_runs``. As the reference, both sets must have the
-    same size (otherwise the cluster histograms are biased towards the larger one)."""
-    _check_features(eval_features, ref_features)
-    if 2 * eval_features.shape[0] < num_clusters:
-        raise ValueError(f"PRD with {num_clusters} clusters needs at least {num_clusters} samples in the two sets "
-                         f"together, got {2 * eval_features.shape[0]}")
-    if eval_features.shape[0] != ref_features.shape[0]:
-        raise ValueError(f"PRD needs sets of equal size, got {eval_features.shape[0]} generated and "
-                         f"{ref_features.shape[0]} real samples")
+    same size (otherwise the cluster histograms are biased towards the larger one). Each set needs
+    ``PRD_SAMPLES_PER_CLUSTER`` samples per cluster: histograms of fewer are mostly noise (the reference
+    accepts as many samples as clusters)."""
+    eval_features, ref_features = as_features(eval_features, ref_features)
+    n = eval_features.shape[0]
+    if n != ref_features.shape[0]:
+        raise ValueError(f"PRD needs sets of equal size, got {n} generated and {ref_features.shape[0]} real samples")
+    if n < PRD_SAMPLES_PER_CLUSTER * num_clusters:
+        raise ValueError(f"PRD with {num_clusters} clusters needs at least {PRD_SAMPLES_PER_CLUSTER * num_clusters} "
+                         f"samples in each set ({PRD_SAMPLES_PER_CLUSTER} per cluster), got {n}; evaluate more "
+                         f"samples or lower the number of clusters")
     if num_runs < 1:
         raise ValueError(f"num_runs must be >= 1, got {num_runs}")
     generator = seeded(seed)
-    n = eval_features.shape[0]
-    union = torch.cat([eval_features, ref_features.to(eval_features.device)])
+    union = torch.cat(centred_together(eval_features, ref_features.to(eval_features.device)))
     precisions, recalls = [], []
     for _ in range(num_runs):
         labels = kmeans(union, num_clusters, generator)
@@ -298,10 +340,10 @@ def nearest_neighbour_distances(queries: Tensor, keys: Tensor, exclude_self: boo
                                 chunk_size: int = 2048) -> Tensor:
     """Euclidean distance from each query to its nearest key. ``exclude_self``: queries and keys are the
     same set and a sample's match with itself does not count (train-vs-train)."""
-    _check_features(queries, keys, min_samples=2 if exclude_self else 1)
+    queries, keys = as_features(queries, keys, min_samples=2 if exclude_self else 1)
     if exclude_self and queries.shape != keys.shape:
         raise ValueError("exclude_self needs queries and keys to be the same set")
-    queries, keys = queries.float(), keys.float()
+    queries, keys = centred_together(queries, keys)
     minima = []
     for start, chunk in zip(range(0, queries.shape[0], chunk_size), queries.split(chunk_size), strict=True):
         distances = squared_distances(chunk, keys)
@@ -315,6 +357,7 @@ def nearest_neighbour_distances(queries: Tensor, keys: Tensor, exclude_self: boo
 def memorization_score(queries: Tensor, keys: Tensor, exclude_self: bool = False) -> float:
     """FlexAE's PMS/IMS: mean distance from each query to its nearest neighbour among ``keys`` (pixels for
     PMS, extractor features for IMS). Low generated-to-train scores relative to test-to-train suggest copying."""
+    queries, keys = (torch.from_numpy(x) if isinstance(x, np.ndarray) else x for x in (queries, keys))
     if queries.ndim < 2 or keys.ndim < 2:
         raise ValueError(f"samples must be shaped (N, ...), got {tuple(queries.shape)} and {tuple(keys.shape)}")
     return float(nearest_neighbour_distances(queries.flatten(1), keys.flatten(1), exclude_self).double().mean())

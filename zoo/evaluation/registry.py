@@ -7,7 +7,8 @@ that ``Evaluation(metrics=[...])`` selects it by::
         return {"mean_gap": float((inputs.fake.features.mean(0) - inputs.real.features.mean(0)).norm())}
 
 Values are logged as ``<prefix>/<value name>`` (``eval/mean_gap``). ``needs`` asks the evaluator for more than
-the generated and reference features: ``"pixels"`` (8-bit samples beside the features), ``"train"``/``"test"``
+the generated and reference features: ``"pixels"`` (8-bit samples beside the features), ``"logits"`` (the
+extractor's class logits of the generated samples, from the same pass: Inception only), ``"train"``/``"test"``
 (features of those whole splits, subset as the reference) and ``"reconstruction"`` (``model.reconstruct`` of the
 reference samples). The maths lives in :mod:`zoo.evaluation.metrics`."""
 
@@ -23,15 +24,20 @@ import torch
 from zoo.evaluation import metrics as M
 from zoo.evaluation.features import FeatureSet
 
-NEEDS = ("pixels", "train", "test", "reconstruction")
+NEEDS = ("pixels", "logits", "train", "test", "reconstruction")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class MetricOptions:
-    """Metric settings; defaults are the reference implementations' (see :mod:`zoo.evaluation.metrics`)."""
+    """Metric settings; defaults are the reference implementations' (see :mod:`zoo.evaluation.metrics`).
+
+    ``kid_seed`` seeds KID's subset draws (not the run's seed): torch-fidelity's default, so that the same
+    features give torch-fidelity's numbers."""
 
     kid_subsets: int = 100
     kid_subset_size: int = 1000
+    kid_seed: int = 2020
+    inception_score_splits: int = 10
     pr_k: int = 3
     prd_clusters: int = 20
     prd_angles: int = 1001
@@ -108,9 +114,18 @@ def fid(inputs: MetricInputs) -> dict[str, float]:
 def kid(inputs: MetricInputs) -> dict[str, float]:
     o, f, r = inputs.options, inputs.fake.features, inputs.real.features
     subset = min(o.kid_subset_size, len(f), len(r))
-    value, std = M.kernel_distance(f, r, o.kid_subsets, subset, seed=inputs.seed)
-    inputs.protocol["kid"] = {"subsets": o.kid_subsets, "subset_size": subset}
+    value, std = M.kernel_distance(f, r, o.kid_subsets, subset, seed=o.kid_seed)
+    inputs.protocol["kid"] = {"subsets": o.kid_subsets, "subset_size": subset, "seed": o.kid_seed}
     return {"kid": value, "kid_std": std}
+
+
+@register_metric("inception_score", needs=("logits",))
+def inception_score(inputs: MetricInputs) -> dict[str, float]:
+    """Salimans et al.'s IS of the generated samples, from the logits of the pass that gave their features."""
+    splits = inputs.options.inception_score_splits
+    inputs.protocol["inception_score"] = {"splits": splits}
+    mean, std = M.inception_score(inputs.fake.logits, splits)
+    return {"is_mean": mean, "is_std": std}
 
 
 @register_metric("precision_recall")

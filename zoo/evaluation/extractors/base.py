@@ -42,9 +42,12 @@ def build_extractor(spec: str) -> FeatureExtractor:
 class FeatureExtractor(nn.Module):
     """Base class; subclasses set ``dim`` and implement ``features(x, value_range)`` and ``protocol()``.
 
-    Extractors are frozen and stay in eval mode whatever ``train()`` is called with."""
+    Extractors are frozen and stay in eval mode whatever ``train()`` is called with. A classifier network that
+    ``gives_logits`` implements ``features_and_logits`` too: its class logits come from the same pass as the
+    features (the Inception Score)."""
 
     dim: int = 0  # 0: known only once data arrives (e.g. flattened pixels)
+    gives_logits: bool = False
 
     @classmethod
     def from_spec(cls, argument: str | None) -> FeatureExtractor:
@@ -53,16 +56,29 @@ class FeatureExtractor(nn.Module):
     def features(self, x: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
         raise NotImplementedError
 
+    def features_and_logits(self, x: torch.Tensor,
+                            value_range: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} gives no class logits")
+
     def protocol(self) -> dict[str, str | int]:
         """Everything that changes the features: name, weights fingerprint, preprocessing."""
         raise NotImplementedError
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
-        out = self.features(x, value_range).float()
+        return self.checked(self.features(x, value_range), x)
+
+    @torch.no_grad()
+    def with_logits(self, x: torch.Tensor, value_range: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and class logits ``(N, classes)`` from one pass."""
+        features, logits = self.features_and_logits(x, value_range)
+        return self.checked(features, x), self.checked(logits, x)
+
+    def checked(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if out.ndim != 2 or out.shape[0] != x.shape[0]:
-            raise RuntimeError(f"{type(self).__name__} returned features of shape {tuple(out.shape)}")
-        return out
+            raise RuntimeError(f"{type(self).__name__} returned an output of shape {tuple(out.shape)} for "
+                               f"{x.shape[0]} samples")
+        return out.float()
 
     def train(self, mode: bool = True) -> FeatureExtractor:
         return super().train(False)

@@ -84,9 +84,11 @@ class InceptionExtractor(PretrainedExtractor):
     """Inception-v3 pool3 (2048-d) of the TF 2015-12-05 graph: the network behind published FID/KID numbers.
 
     Input is resized to 299x299 with TF1's ``resize_bilinear`` (no antialiasing, unlike torchmetrics' default)
-    and scaled as ``(x - 128) / 128``."""
+    and scaled as ``(x - 128) / 128``. Its logits (1008 classes, without the fc bias, as the Inception Score's
+    reference code and torch-fidelity's ``logits_unbiased``) come from the same pass."""
 
     dim = 2048
+    gives_logits = True
     env_var = "GENZOO_INCEPTION_WEIGHTS"
     url = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
     file_name = "weights-inception-2015-12-05-6726825d.pth"
@@ -96,7 +98,13 @@ class InceptionExtractor(PretrainedExtractor):
     def build_network(self, path: str) -> torch.nn.Module:
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-        return FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=path)
+        return FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
+                                           feature_extractor_weights_path=path)
+
+    def features_and_logits(self, x: torch.Tensor,
+                            value_range: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+        pool3, logits = self.net(to_uint8_rgb(x, value_range))
+        return pool3, logits
 
     def protocol(self) -> dict[str, str | int]:
         return {"extractor": "inception-v3-compat", "layer": "pool3", "dim": self.dim,
