@@ -97,9 +97,44 @@ class SampleGrid(PeriodicCallback):
         return self._real_points
 
 
+def unit_pixels(samples: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
+    """Images in ``value_range`` as floats in [0, 1] (clamped), as PNGs store them."""
+    low, high = value_range
+    return ((samples.float() - low) / (high - low)).clamp(0, 1)
+
+
+def write_sample_folder(samples: torch.Tensor, directory: str | Path, value_range: tuple[float, float],
+                        grid: bool = True) -> Path:
+    """``samples.pt`` (all samples, one tensor in ``value_range``) and, for images, one PNG per sample
+    (``000000.png``, ...) and with ``grid`` a ``grid.png`` of the first 64: what ``zoo predict`` and ``zoo sample``
+    write into a directory."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_save(samples, directory / "samples.pt")
+    if samples.dim() == 4:
+        pixels = unit_pixels(samples, value_range)
+        for index, image in enumerate(pixels):
+            save_image(image, directory / f"{index:06d}.png")
+        if grid:
+            save_image(pixels[:64], directory / "grid.png", nrow=8)
+    return directory
+
+
+def write_sample_grid(samples: torch.Tensor, path: str | Path, value_range: tuple[float, float]) -> Path:
+    """All ``samples`` (images) as one square-ish grid PNG."""
+    if samples.dim() != 4:
+        raise ValueError(f"a grid needs images (N, C, H, W); these samples have shape {tuple(samples.shape)}: "
+                         "write a directory or a .pt/.npz file instead")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(unit_pixels(samples, value_range), path, nrow=math.ceil(math.sqrt(len(samples))), padding=2)
+    return path
+
+
 class SampleWriter(BasePredictionWriter):
-    """Writes what ``predict`` generates to ``directory``: ``samples.pt`` (all samples, one tensor in the model's
-    value range) and, for images, one PNG per sample (``000000.png``, ...) and ``grid.png``."""
+    """Writes what ``predict`` generates to ``directory`` (:func:`write_sample_folder`): ``samples.pt`` (all
+    samples, one tensor in the model's value range) and, for images, one PNG per sample (``000000.png``, ...) and
+    ``grid.png``."""
 
     def __init__(self, directory: str | Path) -> None:
         super().__init__(write_interval="epoch")
@@ -109,12 +144,5 @@ class SampleWriter(BasePredictionWriter):
         if not trainer.is_global_zero or not predictions:
             return
         samples = torch.cat([p.cpu() for p in predictions])
-        self.directory.mkdir(parents=True, exist_ok=True)
-        atomic_save(samples, self.directory / "samples.pt")
-        if samples.dim() == 4:
-            low, high = pl_module.value_range
-            pixels = ((samples - low) / (high - low)).clamp(0, 1)
-            for index, image in enumerate(pixels):
-                save_image(image, self.directory / f"{index:06d}.png")
-            save_image(pixels[:64], self.directory / "grid.png", nrow=8)
+        write_sample_folder(samples, self.directory, tuple(pl_module.value_range))
         rank_zero_info(f"wrote {len(samples)} samples to {self.directory}")

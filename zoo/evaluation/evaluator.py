@@ -56,6 +56,16 @@ def class_path(obj: Any) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
+def generated_batches(model: Any, n: int, seed: int, batch_size: int, rank: int = 0,
+                      world_size: int = 1) -> Iterator[torch.Tensor]:
+    """The evaluation's generated samples in batches: ``n`` latents from a generator seeded with ``seed`` (drawn
+    at once, leaving the global RNG alone), this rank's ``rank::world_size`` of them generated ``batch_size`` at
+    a time. ``zoo sample`` writes the same samples, so evaluating its output equals evaluating the model."""
+    with isolated_rng(model.device):
+        latents = model.sample_latents(n, generator=seeded(seed))
+    return (model.generate(chunk) for chunk in latents[rank::world_size].split(batch_size))
+
+
 @dataclass
 class Evaluator:
     """Generated-vs-real metrics for any model with ``sample_latents``/``generate``/``value_range``.
@@ -164,11 +174,9 @@ class Evaluator:
         extractor = self.feature_extractor.to(device)
         if isinstance(getattr(model, "sampling_network", None), torch.nn.Module):
             collective.broadcast_buffers(model.sampling_network)
-        with isolated_rng(model.device):
-            latents = model.sample_latents(self.n_samples, generator=seeded(self.seed))
-        mine = latents[collective.rank::collective.world_size]
         value_range = tuple(model.value_range)
-        batches = (self.normalized(model.generate(chunk), value_range) for chunk in mine.split(self.batch_size))
+        batches = (self.normalized(x, value_range) for x in generated_batches(
+            model, self.n_samples, self.seed, self.batch_size, collective.rank, collective.world_size))
         local = extract(extractor, batches, value_range, device, self.keeps_pixels, self.keeps_logits)
         return finite_gathered(local, self.n_samples, collective, "generated samples")
 
