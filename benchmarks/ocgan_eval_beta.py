@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import zoo_results
-from benchmarks.evaluate import load_model
+from zoo.commands import load_model
 from zoo.nets.octave import OctaveNormAct
 
 

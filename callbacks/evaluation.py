@@ -177,7 +177,8 @@ def prd_plot(precision: torch.Tensor, recall: torch.Tensor, step: int | None = N
     fig = Figure(figsize=(4.5, 4.5), dpi=100)
     ax = fig.add_subplot()
     ax.plot(recall.numpy(), precision.numpy(), lw=2)
-    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision", title="PRD" if step is None else f"PRD, step {step}")
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision",
+           title="PRD" if step is None else f"PRD, step {step}")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return figure_to_array(fig)

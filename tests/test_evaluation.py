@@ -15,7 +15,6 @@ import torch
 import yaml
 from lightning.pytorch.loggers import CSVLogger
 
-from benchmarks.evaluate import main as evaluate_checkpoint
 from callbacks import Evaluation
 from datamodules.images import ImageDataModule
 from tests.helpers import (
@@ -26,6 +25,7 @@ from tests.helpers import (
     spread_inception_logits,
     wandb_run_contents,
 )
+from zoo.commands.evaluate import main as evaluate_checkpoint
 from zoo.evaluation import METRICS, Evaluator, MetricInputs, MetricOptions, register_metric
 from zoo.evaluation import metrics as M
 from zoo.evaluation.extractors import FeatureExtractor, build_extractor, register_extractor
@@ -430,7 +430,7 @@ def test_a_missing_classifier_stops_the_run_at_once_or_is_trained_on_request(tmp
     settings = dict(extractor="classifier:digits", metrics=("fid",), n_samples=40, n_reference=40, cache_dir=None)
     trainer = quiet_trainer(tmp_path, max_steps=2, callbacks=[Evaluation(**settings)])
     model = model_for(dm)
-    with pytest.raises(FileNotFoundError, match="python -m callbacks.extractors.train --data digits"):
+    with pytest.raises(FileNotFoundError, match="zoo train-extractor --data digits"):
         trainer.fit(model, dm)
     assert trainer.global_step == 0
     evaluation = Evaluation(**settings, train_missing_classifier=True)

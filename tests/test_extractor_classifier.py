@@ -91,13 +91,13 @@ def test_names_resolve_through_the_extractors_dir(trained_digits, tmp_path, monk
 
 def test_missing_checkpoint_names_the_train_command(tmp_path, monkeypatch):
     monkeypatch.setenv("GENZOO_EXTRACTORS_DIR", str(tmp_path))
-    expected = (f"python -m callbacks.extractors.train --data fashion_mnist --data_dir DATA_DIR --out "
+    expected = (f"zoo train-extractor --data fashion_mnist --data_dir DATA_DIR --out "
                 f"{tmp_path / 'fashion_mnist.pt'}")
     with pytest.raises(FileNotFoundError) as error:
         build_extractor("classifier:fashion_mnist")
     assert expected in str(error.value)
     missing = tmp_path / "elsewhere" / "mine.pt"
-    with pytest.raises(FileNotFoundError, match="python -m callbacks.extractors.train --data") as error:
+    with pytest.raises(FileNotFoundError, match="zoo train-extractor --data") as error:
         build_extractor(f"classifier:{missing}")
     assert f"--out {missing}" in str(error.value)
     with pytest.raises(ValueError, match="classifier:fashion_mnist"):

@@ -152,7 +152,7 @@ def test_the_eval_beta_survives_a_checkpoint_and_drives_generate(tmp_path):
     torch.testing.assert_close(loaded.generate(z), samples)
     assert all((float(b.beta_high), float(b.eval_beta_high)) == pytest.approx((0.22, 0.7))
                for b in octave_blocks(loaded.generator))
-    # benchmarks.evaluate --octave_beta training: the same checkpoint read at the β it was trained at
+    # zoo evaluate --octave_beta training: the same checkpoint read at the β it was trained at
     for block in octave_blocks(loaded.generator):
         block.sample_with_training_beta()
     torch.testing.assert_close(loaded.generate(z), with_fixed_beta(model.generator, 0.22, 0.78).eval()(z))

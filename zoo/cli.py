@@ -1,6 +1,7 @@
 """The ``zoo`` command: LightningCLI in subclass mode over every zoo model and datamodule.
 
     zoo fit --config configs/wgan_gp/grid25.yaml [--trainer.max_steps 100 ...]
+    zoo evaluate | sample | train-extractor ...    (zoo.commands)
 
 Every subcommand reads ``configs/defaults.yaml`` (the settings all configs share) before ``--config``.
 """
@@ -214,11 +215,22 @@ def resolve_config_names(args: list[str]) -> list[str]:
 
 def main() -> None:
     """The ``zoo`` console script (returns nothing, so the exit status is 0 on success). ``zoo configs`` lists the
-    configs ``--config`` takes by short name."""
+    configs ``--config`` takes by short name; ``zoo evaluate``, ``zoo sample`` and ``zoo train-extractor`` are
+    genzoo's own verbs (:mod:`zoo.commands`); everything else goes to LightningCLI (``zoo fit``, ...)."""
+    from zoo.commands import VERBS, run_verb, verbs_help
+
     args = sys.argv[1:]
     if args[:1] == ["configs"]:
         print("\n".join(available_configs()))
         return
+    if args[:1] and args[0] in VERBS:
+        status = run_verb(args[0], args[1:])
+        if status:
+            sys.exit(status)
+        return
+    if not args or args[0] in ("-h", "--help"):  # LightningCLI's help lists its subcommands; ours come first
+        print(f"{verbs_help()}\n  configs{' ' * (max(map(len, VERBS)) - 7)}  list the configs --config takes by "
+              "short name\n\nLightning's subcommands (zoo fit --config NAME ...):", flush=True)
     run_cli(resolve_config_names(args))
 
 

@@ -1,2 +1,3 @@
-"""The classifier extractor's training command, ``python -m callbacks.extractors.train`` (it builds datamodules,
-so it lives beside the callbacks); the extractors themselves are in :mod:`zoo.evaluation.extractors`."""
+"""The classifier extractor's training command, ``zoo train-extractor`` (also ``python -m callbacks.extractors.train``;
+it builds datamodules, so it lives beside the callbacks); the extractors themselves are in
+:mod:`zoo.evaluation.extractors`."""

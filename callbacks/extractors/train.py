@@ -1,12 +1,13 @@
 """Train the ``classifier`` feature extractor on a dataset and save it where ``classifier:<data>`` finds it.
 
-    python -m callbacks.extractors.train --data fashion_mnist --data_dir data [--out PATH] [--epochs N]
+    zoo train-extractor --data fashion_mnist --data_dir data [--out PATH] [--epochs N]
         [--batch_size B] [--lr LR] [--seed S] [--fid]
 
 The classifier trains on the whole official training split (no validation hold-out: nothing is tuned on it)
 and reports its accuracy on the test split. ``--fid`` adds the Frechet distance between the classifier features
 of the training split and of the test split: the floor a perfect generative model's FID would sit near.
-Progress goes to stderr; the last line on stdout is one JSON object with the results.
+Progress goes to stderr; the last line on stdout is one JSON object with the results. ``python -m
+callbacks.extractors.train`` is the same command.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def extractor_features(extractor: ClassifierExtractor, images: torch.Tensor, bat
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m callbacks.extractors.train", description=__doc__,
+    parser = argparse.ArgumentParser(prog="zoo train-extractor", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, choices=TRAINABLE_DATA, help="the dataset to train on")
     parser.add_argument("--data_dir", default="data", help="the datamodule's data_dir (unused for digits)")

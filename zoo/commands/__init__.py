@@ -49,3 +49,27 @@ def verbs_help() -> str:
     width = max(len(v) for v in VERBS)
     lines = [f"  {verb:<{width}}  {description}" for verb, (_, description) in VERBS.items()]
     return "genzoo's own verbs (zoo <verb> --help for their options):\n" + "\n".join(lines)
+
+
+def load_model(path: str, class_path: str | None = None, device: str = "cpu"):
+    """The model of a ``zoo fit`` checkpoint, in eval mode; its class is recorded in the checkpoint (``class_path``
+    overrides it for checkpoints written before genzoo recorded it)."""
+    from zoo.checkpoints import read_checkpoint
+
+    checkpoint = read_checkpoint(path)  # clear errors for missing, corrupt and foreign files
+    class_path = class_path or checkpoint["zoo"].get("class_path")
+    if not class_path:
+        raise ValueError(f"{path} does not record its model class (an older checkpoint): pass --model, "
+                         f"e.g. --model zoo.wgan.WGANGP")
+    module_name, _, class_name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"{path}: model class {class_path} cannot be imported ({error}); pass --model") from error
+    return cls.load_from_checkpoint(path, map_location=device).eval()
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,7 +1,7 @@
 """Feature extractors for the evaluation metrics, built from spec strings by :func:`build_extractor`.
 
 ``inception[:weights]``, ``vgg16[:weights]``, ``classifier:<name or path>``, ``pixels``. The classifier's
-training command (it needs the datamodules) is ``python -m callbacks.extractors.train``."""
+training command (it needs the datamodules) is ``zoo train-extractor`` (:mod:`callbacks.extractors.train`)."""
 
 from zoo.evaluation.extractors import classifier, pixels, pretrained  # noqa: F401  (registration)
 from zoo.evaluation.extractors.base import EXTRACTORS, FeatureExtractor, build_extractor, register_extractor

@@ -2,7 +2,7 @@
 
 Inception features are meaningless on 28x28 greyscale or 8x8 images; a classifier trained on the data (as in
 the FID variants used for MNIST-like benchmarks) gives features that separate what matters there. The network
-is :class:`ClassifierNet`; ``python -m callbacks.extractors.train --data fashion_mnist`` trains one and saves it
+is :class:`ClassifierNet`; ``zoo train-extractor --data fashion_mnist`` trains one and saves it
 to ``$GENZOO_EXTRACTORS_DIR/fashion_mnist.pt`` (default directory ``~/.cache/genzoo/extractors``), after which
 ``build_extractor("classifier:fashion_mnist")`` loads it. A spec argument that looks like a file path
 (it exists, contains a path separator or ends in ``.pt``/``.pth``/``.ckpt``) is loaded directly.
@@ -123,7 +123,7 @@ def train_command(path: Path, data_name: str | None = None) -> str:
     if data_name is None:
         data_name = path.stem if path.stem in TRAINABLE_DATA else "{" + ",".join(TRAINABLE_DATA) + "}"
     data_dir = "" if data_name == "digits" else " --data_dir DATA_DIR"  # where the datamodule finds its files
-    return f"python -m callbacks.extractors.train --data {data_name}{data_dir} --out {path}"
+    return f"zoo train-extractor --data {data_name}{data_dir} --out {path}"
 
 
 def save_classifier(path: str | Path, net: ClassifierNet, data_name: str, accuracy: float) -> Path:
