@@ -1,4 +1,4 @@
-"""``python -m benchmarks.evaluate`` is ``zoo evaluate`` (:mod:`zoo.commands.evaluate`), kept for old scripts.
+"""``python -m benchmarks.evaluate`` is ``zoo evaluate`` (:mod:`genzoo.commands.evaluate`), kept for old scripts.
 
     zoo evaluate --ckpt runs/wgan_gp/fashion_mnist/checkpoints/last.ckpt --data fashion_mnist --data_dir data \\
         --extractor classifier:fashion_mnist --n 10000
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from zoo.commands import load_model, run_verb
-from zoo.commands.evaluate import main
+from genzoo.commands import load_model, run_verb
+from genzoo.commands.evaluate import main
 
 __all__ = ["load_model", "main"]
 

@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from datamodules import Circle5
-from zoo.ops.flat import pushforward
-from zoo.ops.utils import eval_mode
+from genzoo.datamodules import Circle5
+from genzoo.ops.flat import pushforward
+from genzoo.ops.utils import eval_mode
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "flatgan" / "circle5.yaml"
@@ -39,7 +39,7 @@ CONFIG = REPO / "configs" / "flatgan" / "circle5.yaml"
 
 def train(k: int, seed: int, generator_steps: int, directory: Path):
     """Fit the circle config (callbacks and logger off) and return the model."""
-    from zoo.cli import run_cli
+    from genzoo.cli import run_cli
 
     config = yaml.safe_load(CONFIG.read_text())
     config["trainer"]["callbacks"] = []

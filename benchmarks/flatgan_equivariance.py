@@ -3,7 +3,7 @@ from the same generator (a copy of FlatGAN's initial one), draws the same latent
 uniform, the rest N(0, 1)) and uses FlatGAN's 0-form network as its critic, so that the two differ in the
 objective only: WGAN-GP's first k latent coordinates carry no meaning it was asked for.
 
-The score (``callbacks.flat.equivariance_score``) compares each generator's tangent k-plane span{∇_z g·e_i}
+The score (``genzoo.callbacks.flat.equivariance_score``) compares each generator's tangent k-plane span{∇_z g·e_i}
 at generated images with the plane of the named transformations' tangents computed on those images: the mean
 cosine of the principal angles (1 = the same plane), and the per-direction signed cosines. The last line is
 JSON: ``{"flatgan", "wgan_gp", "flatgan_per_direction", "wgan_gp_per_direction", ...}``.
@@ -23,9 +23,9 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from callbacks.flat import equivariance_score
-from zoo.cli import run_cli
-from zoo.wgan import WGANGP
+from genzoo.callbacks.flat import equivariance_score
+from genzoo.cli import run_cli
+from genzoo.wgan import WGANGP
 
 REPO = Path(__file__).resolve().parents[1]
 

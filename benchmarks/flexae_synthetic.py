@@ -32,10 +32,10 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from datamodules import LatentManifold
-from zoo.evaluation.metrics import frechet_distance
-from zoo.flexae import FlexAE
-from zoo.nets import MLPCritic, MLPEncoder, MLPGenerator
+from genzoo.datamodules import LatentManifold
+from genzoo.evaluation.metrics import frechet_distance
+from genzoo.flexae import FlexAE
+from genzoo.nets import MLPCritic, MLPEncoder, MLPGenerator
 
 
 def sample_w1(a: torch.Tensor, b: torch.Tensor) -> float:

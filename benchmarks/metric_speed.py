@@ -1,4 +1,4 @@
-"""Speed and agreement of ``zoo.evaluation.metrics`` against the straightforward reference implementations in
+"""Speed and agreement of ``genzoo.evaluation.metrics`` against the straightforward reference implementations in
 ``tests.metric_references``, on synthetic Inception-like features, in one run:
 
 * FID: ``frechet_distance`` (on ``--device``) against ``fid_reference`` (``scipy.linalg.sqrtm``).
@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genzoo.evaluation.metrics import frechet_distance, prd, prd_f_beta, precision_recall, squared_distances
 from tests.metric_references import f_beta_pair_reference, fid_reference, prd_reference, precision_recall_reference
-from zoo.evaluation.metrics import frechet_distance, prd, prd_f_beta, precision_recall, squared_distances
 
 REPO = Path(__file__).resolve().parents[1]
 

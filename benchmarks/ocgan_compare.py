@@ -17,14 +17,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from zoo.cli import config_with_callback_args, run_cli
+from genzoo.cli import config_with_callback_args, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 GANS = ("dcgan", "lsgan", "wgan")
 
 
 def run_config(config: Path, workdir: Path, args: argparse.Namespace) -> dict:
-    prepared = config_with_callback_args(config, workdir, "callbacks.Evaluation", n_samples=args.n_eval,
+    prepared = config_with_callback_args(config, workdir, "genzoo.callbacks.Evaluation", n_samples=args.n_eval,
                                          n_reference=args.n_eval, kid_subset_size=min(1000, args.n_eval))
     start = time.perf_counter()
     run_cli(["fit", "--config", str(prepared), "--trainer.max_epochs", str(args.epochs),

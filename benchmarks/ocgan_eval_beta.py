@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from benchmarks import zoo_results
-from zoo.commands import load_model
-from zoo.nets.octave import OctaveNormAct
+from genzoo.commands import load_model
+from genzoo.nets.octave import OctaveNormAct
 
 
 def main(argv: list[str] | None = None) -> dict:

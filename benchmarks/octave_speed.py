@@ -19,9 +19,9 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from zoo.gan import DCGAN
-from zoo.nets import OCGANCritic, OCGANGenerator
-from zoo.nets.octave import OctaveConv2d, octave_channels
+from genzoo.gan import DCGAN
+from genzoo.nets import OCGANCritic, OCGANGenerator
+from genzoo.nets.octave import OctaveConv2d, octave_channels
 
 
 def layer_input(channels: int, alpha: float, size: int, batch: int):

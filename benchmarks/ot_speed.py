@@ -1,4 +1,4 @@
-"""Speed of the semi-discrete OT solver (:mod:`zoo.ops.ot`).
+"""Speed of the semi-discrete OT solver (:mod:`genzoo.ops.ot`).
 
 1. One Monte Carlo gradient evaluation (``SemiDiscreteOT.measures``: Sobol points, scores, block-wise argmax,
    counting) with M = 100·N source points, against the bare matrix products of the same shapes ([c, d] x [d, N]
@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from zoo.ops.ot import SemiDiscreteOT
+from genzoo.ops.ot import SemiDiscreteOT
 
 
 def codes(n: int, d: int, seed: int, device: torch.device) -> torch.Tensor:

@@ -22,17 +22,17 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from zoo.ops.losses import clip_parameters_, gradient_penalty
+from genzoo.ops.losses import clip_parameters_, gradient_penalty
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def build(model_name: str, data_name: str, data_dir: str, batch_size: int):
-    import datamodules
-    from zoo.wgan import WGAN, WGANGP
+    import genzoo.datamodules
+    from genzoo.wgan import WGAN, WGANGP
 
-    data_classes = {"fashion_mnist": datamodules.FashionMNIST, "mnist": datamodules.MNIST,
-                    "cifar10": datamodules.CIFAR10, "digits": datamodules.Digits}
+    data_classes = {"fashion_mnist": genzoo.datamodules.FashionMNIST, "mnist": genzoo.datamodules.MNIST,
+                    "cifar10": genzoo.datamodules.CIFAR10, "digits": genzoo.datamodules.Digits}
     kwargs = {} if data_name == "digits" else {"data_dir": data_dir, "val_size": 0}
     datamodule = data_classes[data_name](batch_size=batch_size, **kwargs)
     model_class = {"wgan_gp": WGANGP, "wgan": WGAN}[model_name]
@@ -109,19 +109,19 @@ def time_plain(model, datamodule, batches: int, warmup: int, device: torch.devic
 
 def flatgan_and_baseline(data_name: str, data_dir: str, batch_size: int, k: int):
     """FlatGAN with its config's settings and a WGAN-GP with copies of its generator and 0-form network."""
-    import datamodules
+    import genzoo.datamodules
     from benchmarks.flatgan_equivariance import twin_wgan_gp
-    from zoo.flatgan import FlatGAN
+    from genzoo.flatgan import FlatGAN
 
     names, scales, ranges = ["rotation", "thickness", "translation_x"], [10.0, 0.05, 1.0], [15.0, 1.0, 4.0]
     if data_name == "digits":
-        base = datamodules.Digits(image_size=8, batch_size=batch_size)
+        base = genzoo.datamodules.Digits(image_size=8, batch_size=batch_size)
         settings = dict(latent_dim=32, downsample_factor=2, blur_sigma=1.0)
     else:
-        base = {"fashion_mnist": datamodules.FashionMNIST, "mnist": datamodules.MNIST}[data_name](
+        base = {"fashion_mnist": genzoo.datamodules.FashionMNIST, "mnist": genzoo.datamodules.MNIST}[data_name](
             data_dir=data_dir, image_size=32, val_size=0, batch_size=batch_size)
         settings = {}
-    datamodule = datamodules.TangentImages(base, names[:k], scales[:k], cache=True, batch_size=batch_size)
+    datamodule = genzoo.datamodules.TangentImages(base, names[:k], scales[:k], cache=True, batch_size=batch_size)
     flatgan = FlatGAN(datamodule.data_shape, datamodule.value_range, k=k, oriented_ranges=ranges[:k], **settings)
     return flatgan, twin_wgan_gp(flatgan, n_critic=1), datamodule
 

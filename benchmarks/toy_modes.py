@@ -16,8 +16,8 @@ import time
 
 import torch
 
-from callbacks.modes import grid_mode_metrics
-from zoo.cli import run_cli as cli_main
+from genzoo.callbacks.modes import grid_mode_metrics
+from genzoo.cli import run_cli as cli_main
 
 METRICS = ("modes", "hq_fraction", "reverse_kl")
 

@@ -44,8 +44,8 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from datamodules import build_datamodule
-from zoo.evaluation import Evaluator
+from genzoo.datamodules import build_datamodule
+from genzoo.evaluation import Evaluator
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -103,9 +103,10 @@ PROTOCOLS = {
     "digits": Protocol("classifier:digits", "train", 1_000, None, 8),
 }
 FINAL_METRICS = ("fid", "kid", "precision_recall", "prd")
-EVALUATION_ONLY_CALLBACKS = {"callbacks.Evaluation", "callbacks.SampleGrid", "callbacks.LatentInterpolation",
-                             "callbacks.NearestNeighbours", "callbacks.LatentTraversal",
-                             "callbacks.EquivarianceScore", "callbacks.ModeCoverage"}
+EVALUATION_ONLY_CALLBACKS = {"genzoo.callbacks.Evaluation", "genzoo.callbacks.SampleGrid",
+                             "genzoo.callbacks.LatentInterpolation",
+                             "genzoo.callbacks.NearestNeighbours", "genzoo.callbacks.LatentTraversal",
+                             "genzoo.callbacks.EquivarianceScore", "genzoo.callbacks.ModeCoverage"}
 MONTAGE_SAMPLES = 12
 
 
@@ -278,7 +279,7 @@ def config_path(name: str, data: str) -> Path:
 
 def train_and_evaluate(name: str, args: argparse.Namespace, reference: L.LightningDataModule,
                        evaluator: Evaluator, fid_evaluator: Evaluator, run_root: Path) -> dict[str, Any]:
-    from zoo.cli import run_cli
+    from genzoo.cli import run_cli
 
     protocol = PROTOCOLS[args.data]
     run_dir = run_root / name
@@ -343,7 +344,7 @@ def reference_datamodule(data: str, data_dir: str, **settings) -> L.LightningDat
 
 
 def stack_split(datamodule: L.LightningDataModule, split: str) -> torch.Tensor:
-    from zoo.evaluation.features import datamodule_split
+    from genzoo.evaluation.features import datamodule_split
 
     dataset = datamodule_split(datamodule, split)
     loader = torch.utils.data.DataLoader(dataset, batch_size=2000)
@@ -478,7 +479,7 @@ def build_evaluators(args: argparse.Namespace) -> tuple[Evaluator, Evaluator]:
 
 def ensure_extractor(evaluator: Evaluator, reference: L.LightningDataModule) -> None:
     """Train the data's classifier extractor on first use (as the configs' Evaluation callbacks do)."""
-    from zoo.evaluation.extractors.classifier import resolve_checkpoint, save_classifier, train_classifier
+    from genzoo.evaluation.extractors.classifier import resolve_checkpoint, save_classifier, train_classifier
 
     try:
         evaluator.feature_extractor  # noqa: B018

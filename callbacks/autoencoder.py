@@ -1,9 +1,9 @@
 """Autoencoder visualisations after FlexAE (Fig. 5): decoded interpolations between the latents of real images,
 and the nearest training images of generated samples in pixel and feature space (is the model copying?).
 
-Both are rank-zero :class:`~callbacks.logging.PeriodicCallback` s for image data; they run under
-:func:`~callbacks.samples.isolated_rng` (training randomness does not depend on them) and leave every submodule's
-train/eval mode as they found it. Images go wherever :func:`~callbacks.logging.log_image` sends them.
+Both are rank-zero :class:`~genzoo.callbacks.logging.PeriodicCallback` s for image data; they run under
+:func:`~genzoo.callbacks.samples.isolated_rng` (training randomness does not depend on them) and leave every submodule's
+train/eval mode as they found it. Images go wherever :func:`~genzoo.callbacks.logging.log_image` sends them.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import lightning as L
 import torch
 import torchvision
 
-from callbacks.logging import PeriodicCallback, log_image
-from zoo.evaluation.extractors import FeatureExtractor, build_extractor
-from zoo.evaluation.extractors.base import to_unit_range
-from zoo.evaluation.features import (
+from genzoo.callbacks.logging import PeriodicCallback, log_image
+from genzoo.evaluation.extractors import FeatureExtractor, build_extractor
+from genzoo.evaluation.extractors.base import to_unit_range
+from genzoo.evaluation.features import (
     FeatureSet,
     data_batches,
     datamodule_split,
@@ -27,7 +27,7 @@ from zoo.evaluation.features import (
     quantised_pixels,
     subset_indices,
 )
-from zoo.ops.utils import isolated_rng, seeded
+from genzoo.ops.utils import isolated_rng, seeded
 
 
 @contextlib.contextmanager

@@ -11,13 +11,13 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from zoo.base import fit_ends_after_this_epoch, max_steps_reached
-from zoo.checkpoints import atomic_save
-from zoo.compat import every_n_train_steps, save_last_checkpoint, save_step_checkpoint
+from genzoo.base import fit_ends_after_this_epoch, max_steps_reached
+from genzoo.checkpoints import atomic_save
+from genzoo.compat import every_n_train_steps, save_last_checkpoint, save_step_checkpoint
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Local checkpoints go through :func:`zoo.checkpoints.atomic_save` (a temporary file beside the destination,
+    """Local checkpoints go through :func:`genzoo.checkpoints.atomic_save` (a temporary file beside the destination,
     fsync, rename), so a full disk or a kill mid-write leaves the previous file intact. Lightning's own writes
     the temporary file in ``$TMPDIR``; on another filesystem than the run directory the final move is a copy
     over the destination, and a full disk there truncates a good ``last.ckpt``. Remote paths keep Lightning's."""

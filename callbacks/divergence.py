@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
-from zoo.base import DivergenceError
+from genzoo.base import DivergenceError
 
 ACTIONS = ("stop", "warn")
 

@@ -1,7 +1,7 @@
-"""The ``Evaluation`` callback: runs a :class:`~zoo.evaluation.Evaluator` during training and ``zoo test``, on all
+"""The ``Evaluation`` callback: runs a :class:`~genzoo.evaluation.Evaluator` during training and ``zoo test``, on all
 ranks, and logs its values, protocol and plots.
 
-The evaluation itself (protocol, reference cache, metric registry) is Lightning-free in :mod:`zoo.evaluation`;
+The evaluation itself (protocol, reference cache, metric registry) is Lightning-free in :mod:`genzoo.evaluation`;
 this module adds what needs the trainer: its collective operations, the schedule, logging and the classifier
 extractor trained on the run's datamodule.
 """
@@ -19,9 +19,9 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from matplotlib.figure import Figure
 
-from callbacks.logging import PeriodicCallback, figure_to_array, image_dir, log_image, log_metrics
-from zoo.evaluation import Collective, EvaluationResult, Evaluator, MetricOptions, default_cache_dir
-from zoo.evaluation.extractors.classifier import resolve_checkpoint, save_classifier, train_classifier
+from genzoo.callbacks.logging import PeriodicCallback, figure_to_array, image_dir, log_image, log_metrics
+from genzoo.evaluation import Collective, EvaluationResult, Evaluator, MetricOptions, default_cache_dir
+from genzoo.evaluation.extractors.classifier import resolve_checkpoint, save_classifier, train_classifier
 
 
 class TrainerCollective(Collective):
@@ -51,7 +51,7 @@ class Evaluation(PeriodicCallback):
     ``eval/is_mean``, ``eval/precision``, ``eval/recall``, ``eval/prd_f8``, ``eval/prd_f1_8``, ``eval/pms``,
     ``eval/reconstruction_fid``, …) with the protocol (extractor, weights hash, sample sizes, reference split)
     as the logger's hyper-parameter ``evaluation``. ``metrics``: any names registered with
-    :func:`zoo.evaluation.register_metric` (``fid``, ``kid``, ``inception_score``, ``precision_recall``, ``prd``,
+    :func:`genzoo.evaluation.register_metric` (``fid``, ``kid``, ``inception_score``, ``precision_recall``, ``prd``,
     ``memorization``, ``reconstruction_fid``, or a metric of your own). Values also go to
     ``trainer.callback_metrics``, so ``ModelCheckpoint(monitor="eval/fid")`` keeps the best.
 

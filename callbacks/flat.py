@@ -1,6 +1,6 @@
 """FlatGAN's visual and quantitative checks of equivariance: latent traversals and the tangent-plane score.
 
-Both use only the public model API (:mod:`zoo.base`; FlatGAN's ``latent_current`` and ``k``) and, for
+Both use only the public model API (:mod:`genzoo.base`; FlatGAN's ``latent_current`` and ``k``) and, for
 the score, the datamodule's ``tangents_at(x)`` (``TangentImages``: the named transformations' tangents at
 any image; ``Circle5``: the circle's counter-clockwise tangent at any point).
 """
@@ -13,10 +13,10 @@ import torchvision
 from lightning.pytorch.utilities import rank_zero_warn
 from matplotlib.figure import Figure
 
-from callbacks.logging import PeriodicCallback, figure_to_array, log_image, log_metrics
-from callbacks.samples import SampleGrid
-from zoo.ops.flat import subspace_alignment, tangents_of
-from zoo.ops.utils import seeded
+from genzoo.callbacks.logging import PeriodicCallback, figure_to_array, log_image, log_metrics
+from genzoo.callbacks.samples import SampleGrid
+from genzoo.ops.flat import subspace_alignment, tangents_of
+from genzoo.ops.utils import seeded
 
 
 class LatentTraversal(PeriodicCallback):
@@ -106,7 +106,8 @@ class EquivarianceScore(PeriodicCallback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not callable(getattr(trainer.datamodule, "tangents_at", None)):
-            raise ValueError(f"EquivarianceScore needs a datamodule with tangents_at(x) (datamodules.TangentImages, "
+            raise ValueError("EquivarianceScore needs a datamodule with tangents_at(x) "
+                             "(genzoo.datamodules.TangentImages, "
                              f"Circle5), got {type(trainer.datamodule).__name__}")
         if not hasattr(pl_module, "latent_current"):
             raise ValueError(f"EquivarianceScore needs a model with oriented latent directions (FlatGAN), got "

@@ -53,7 +53,7 @@ def _close(fig: Figure) -> None:
 
 def run_dir(trainer: L.Trainer) -> Path:
     """The run's own directory, ``trainer.default_root_dir``, whatever the loggers: checkpoints, ``images/`` and
-    ``evaluation.jsonl`` live here (``zoo fit`` gives each run its own, see :func:`zoo.cli.choose_run_dir`)."""
+    ``evaluation.jsonl`` live here (``zoo fit`` gives each run its own, see :func:`genzoo.cli.choose_run_dir`)."""
     return Path(trainer.default_root_dir)
 
 

@@ -7,8 +7,8 @@ import math
 import lightning as L
 import torch
 
-from callbacks.logging import PeriodicCallback, log_metrics
-from callbacks.samples import isolated_sample
+from genzoo.callbacks.logging import PeriodicCallback, log_metrics
+from genzoo.callbacks.samples import isolated_sample
 
 
 def grid_mode_metrics(samples: torch.Tensor, modes: torch.Tensor, std: float, threshold: float = 3.0) -> dict:

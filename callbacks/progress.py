@@ -11,8 +11,8 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.utilities import rank_zero_info
 
-from callbacks.logging import image_dir, run_dir
-from zoo.compat import should_refresh
+from genzoo.callbacks.logging import image_dir, run_dir
+from genzoo.compat import should_refresh
 
 
 def model_budget(pl_module: L.LightningModule) -> tuple[str, int, int] | None:

@@ -14,9 +14,9 @@ from lightning.pytorch.utilities import rank_zero_info
 from matplotlib.figure import Figure
 from torchvision.utils import save_image
 
-from callbacks.logging import PeriodicCallback, figure_to_array, log_image
-from zoo.checkpoints import atomic_save
-from zoo.ops.utils import isolated_rng, seeded
+from genzoo.callbacks.logging import PeriodicCallback, figure_to_array, log_image
+from genzoo.checkpoints import atomic_save
+from genzoo.ops.utils import isolated_rng, seeded
 
 
 def isolated_sample(pl_module: L.LightningModule, n: int) -> torch.Tensor:
@@ -32,7 +32,7 @@ class SampleGrid(PeriodicCallback):
     once from a CPU generator seeded with ``seed`` (so they are the same in every event and every run), logged
     as ``samples/grid``. 2-D data (``data_shape == (2,)``): ``num_points`` fresh samples scattered over up to
     ``num_real_points`` training points (from ``trainer.datamodule.train_set`` when it has dict samples with
-    key ``"x"``), logged as ``samples/scatter``. See :func:`callbacks.logging.log_image` for where they go.
+    key ``"x"``), logged as ``samples/scatter``. See :func:`genzoo.callbacks.logging.log_image` for where they go.
     """
 
     def __init__(self, num_samples: int = 64, every_n_steps: int | None = None,

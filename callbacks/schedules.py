@@ -6,7 +6,7 @@ from __future__ import annotations
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from zoo.nets.octave import checked_beta, set_octave_beta
+from genzoo.nets.octave import checked_beta, set_octave_beta
 
 BETA_SCHEDULES = ("constant", "ramp", "combination")
 

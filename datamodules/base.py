@@ -15,8 +15,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from zoo.compat import batches_done_in_resumed_epoch
-from zoo.ops.utils import seeded
+from genzoo.compat import batches_done_in_resumed_epoch
+from genzoo.ops.utils import seeded
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -95,7 +95,7 @@ class ResumableSampler(DistributedSampler):
 
 
 class ZooDataModule(L.LightningDataModule):
-    """The data, any genzoo datamodule (``--data.help datamodules.Digits`` lists one datamodule's options).
+    """The data, any genzoo datamodule (``--data.help genzoo.datamodules.Digits`` lists one datamodule's options).
 
     The shared base: splits, loaders, seeding and the value-range contract.
 

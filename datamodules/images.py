@@ -4,13 +4,13 @@ Every image leaves its loader as float32 ``[C, H, W]`` in ``value_range`` (``(-1
 ``(0, 1)`` on request); :class:`ToValueRange` is the one place that scaling happens. Validation sets are
 carved deterministically from the training split with ``seed`` (``val_size``: a count, or a fraction in
 (0, 1)), except for CelebA, which ships an official validation split. Every one takes ``train_subset``
-(:class:`~datamodules.base.ZooDataModule`): train on a fixed seeded subset of the training split.
+(:class:`~genzoo.datamodules.base.ZooDataModule`): train on a fixed seeded subset of the training split.
 
 Downloads use torchvision's URLs and checksums (``download=True``); files already in ``data_dir`` are used
 without touching the network (the MNIST-family ``.gz`` originals are read in place, so a read-only folder works).
 MNIST, Fashion-MNIST and CIFAR-10 read each split from its own files (the test split needs only the test files)
-and check every file they read; a :class:`~datamodules.base.DataNotFoundError` names each missing file and says
-where to get it, a :class:`~datamodules.base.CorruptDataError` each damaged one.
+and check every file they read; a :class:`~genzoo.datamodules.base.DataNotFoundError` names each missing file and says
+where to get it, a :class:`~genzoo.datamodules.base.CorruptDataError` each damaged one.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import math
 import torch
 from torch.nn import functional as F
 
-from zoo.ops.utils import seeded
+from genzoo.ops.utils import seeded
 
 from .toys import ToyDataModule
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from zoo.ops.utils import seeded
+from genzoo.ops.utils import seeded
 
 from .base import ZooDataModule
 from .images import scale_unit_to_range, split_train_val_test, validate_split_size
@@ -204,7 +204,7 @@ class TangentImages(ZooDataModule):
 
     The authors' MNIST setting (Möllenhoff & Cremers 2019): images resized to 32 and in [-1, 1], tangents
     ``["rotation", "thickness"]`` with scales ``[10, 0.05]`` (their rotation was clockwise: use -10 for it).
-    In YAML: ``base: {class_path: datamodules.FashionMNIST, init_args: {image_size: 32}}``."""
+    In YAML: ``base: {class_path: genzoo.datamodules.FashionMNIST, init_args: {image_size: 32}}``."""
 
     def __init__(self, base: ZooDataModule,
                  transformations: list[str] = ["rotation", "thickness"],  # noqa: B006  (copied below)
@@ -339,7 +339,7 @@ class MovingImages(ZooDataModule):
 
     ``source``: ``"digits"`` (scikit-learn's bundled 8x8 digits, offline, upscaled to 16x16 so they are
     visible) or ``"fashion_mnist"`` (the 28x28 training images in ``data_dir``, see
-    :class:`~datamodules.FashionMNIST`). ``num_sequences``: how many source images (a ``seed``-chosen subset;
+    :class:`~genzoo.datamodules.FashionMNIST`). ``num_sequences``: how many source images (a ``seed``-chosen subset;
     all by default). Splits are by whole sequences (``val_size``/``test_size``: counts or fractions of them), so
     test frames come from videos never seen in training. Everything is a function of ``seed``."""
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from zoo.ops.utils import seeded
+from genzoo.ops.utils import seeded
 
 from .base import TensorDictDataset, ZooDataModule
 

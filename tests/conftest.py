@@ -70,7 +70,7 @@ def offline_evaluation_environment(tmp_path_factory, random_inception_weights):
     a private reference cache. Set in os.environ so that CLI subprocesses (DDP) see them too."""
     import os
 
-    from zoo.evaluation.extractors.classifier import ClassifierNet, save_classifier
+    from genzoo.evaluation.extractors.classifier import ClassifierNet, save_classifier
 
     directory = tmp_path_factory.mktemp("extractors")
     for name, channels, size in (("digits", 1, 8), ("fashion_mnist", 1, 28), ("fashion_mnist_32", 1, 32)):

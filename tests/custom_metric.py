@@ -1,6 +1,6 @@
 """A metric of one's own, registered on import (tests/test_evaluation.py selects it as a config would)."""
 
-from zoo.evaluation import MetricInputs, register_metric
+from genzoo.evaluation import MetricInputs, register_metric
 
 
 @register_metric("mean_norm")

@@ -7,7 +7,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from datamodules.base import TensorDictDataset, ZooDataModule
+from genzoo.datamodules.base import TensorDictDataset, ZooDataModule
 
 
 class PointsDataModule(ZooDataModule):
@@ -71,7 +71,7 @@ def ddp_run_parameters(cli_args: list[str], directory: Path) -> dict[str, torch.
     import sys
 
     repo = Path(__file__).resolve().parents[1]
-    command = [sys.executable, "-m", "zoo.cli", "fit", *cli_args, "--trainer.devices", "2", "--trainer.strategy",
+    command = [sys.executable, "-m", "genzoo.cli", "fit", *cli_args, "--trainer.devices", "2", "--trainer.strategy",
                "ddp", "--trainer.callbacks+=tests.helpers.DumpParameters", f"--trainer.callbacks.directory={directory}"]
     result = subprocess.run(command, cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True,
                             text=True, timeout=600)
@@ -170,9 +170,9 @@ def wandb_run_contents(run_file) -> tuple[list[dict], dict]:
 def prepared_config(config: str | Path, directory: Path, **evaluation) -> Path:
     """A copy of a repository config whose Evaluation callback is test-sized (``evaluation`` overrides its
     init_args further, e.g. ``extractor="pixels"``), written to ``directory``."""
-    from zoo.cli import config_with_callback_args
+    from genzoo.cli import config_with_callback_args
 
     small = {"n_samples": 16, "n_reference": 16, "kid_subsets": 2, "kid_subset_size": 8, "prd_clusters": 1,
              "prd_runs": 1, "cache_dir": str(directory / "reference-cache")}
     repo = Path(__file__).resolve().parents[1]
-    return config_with_callback_args(repo / config, directory, "callbacks.Evaluation", **{**small, **evaluation})
+    return config_with_callback_args(repo / config, directory, "genzoo.callbacks.Evaluation", **{**small, **evaluation})

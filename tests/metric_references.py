@@ -1,5 +1,5 @@
 """Straightforward NumPy / SciPy / scikit-learn reference implementations of the sample-quality metrics, written
-the way the original papers' code computes them, to check ``zoo.evaluation.metrics`` against (tests) and to time it
+the way the original papers' code computes them, to check ``genzoo.evaluation.metrics`` against (tests) and to time it
 against (``benchmarks.metric_speed``). They favour obviousness over speed or memory: full distance matrices,
 a general matrix square root, one scikit-learn k-means per PRD run.
 

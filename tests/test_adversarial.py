@@ -7,11 +7,11 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from genzoo.adversarial import CriticSchedule
+from genzoo.base import NonFiniteError
+from genzoo.nets import DCGANCritic, MLPCritic, MLPGenerator
+from genzoo.wgan import WGAN, WGANGP
 from tests.helpers import PointsDataModule, quiet_trainer
-from zoo.adversarial import CriticSchedule
-from zoo.base import NonFiniteError
-from zoo.nets import DCGANCritic, MLPCritic, MLPGenerator
-from zoo.wgan import WGAN, WGANGP
 
 
 def small_gp(**kwargs):
@@ -238,7 +238,7 @@ def test_batches_of_the_wrong_shape_are_rejected(tmp_path):
 
 
 def test_step_checkpoints_are_written_when_global_step_crosses_each_multiple(tmp_path):
-    from callbacks import StepCheckpoint
+    from genzoo.callbacks import StepCheckpoint
 
     # n_critic 5: global_step runs 1, 2, 3, 4, 6, 7, ... (a batch ending in a generator step adds 2), so
     # Lightning's `global_step % 5 == 0` would never fire at 5, 11, 17, ...

@@ -10,11 +10,11 @@ import lightning as L
 import pytest
 import torch
 
-from callbacks import FreezeEncoder, SampleGrid, StepCheckpoint
-from datamodules import Digits, Grid25
+from genzoo.aeot import AEOT
+from genzoo.callbacks import FreezeEncoder, SampleGrid, StepCheckpoint
+from genzoo.datamodules import Digits, Grid25
+from genzoo.nets import LucicInfoGANDecoder
 from tests.helpers import quiet_trainer
-from zoo.aeot import AEOT
-from zoo.nets import LucicInfoGANDecoder
 
 FAST_SOLVER = {"tolerance": 0.3, "max_steps": 400}
 
@@ -162,7 +162,7 @@ def test_without_an_autoencoder_the_map_runs_on_the_data(tmp_path):
     model = AEOT(data_shape=(2,), latent_dim=2, autoencoder=False, top_k=20, angle_threshold=0.2,
                  interpolation_weight=0.75, solver={"tolerance": 0.2})
     quiet_trainer(tmp_path, max_epochs=1).fit(model, data)
-    from callbacks.modes import grid_mode_metrics
+    from genzoo.callbacks.modes import grid_mode_metrics
 
     metrics = grid_mode_metrics(model.sample(1000), data.modes, data.std)
     # 1,000 samples over 25 modes are ~0.012 from their own histogram in KL; a map that merged modes is > 0.1
@@ -230,14 +230,15 @@ def test_lucic_infogan_decoder_parameters_by_hand():
 # ---------------------------------------------------------------------------------------------------- CLI
 
 def test_aeot_under_bf16_and_two_process_ddp(tmp_path, monkeypatch):
+    from genzoo.cli import run_cli
     from tests.helpers import ddp_run_parameters
     from tests.test_cli import REPO, quick_args
-    from zoo.cli import run_cli
 
     monkeypatch.chdir(REPO)
-    common = ["--model", "zoo.aeot.AEOT", "--model.init_args.latent_dim", "8",
+    common = ["--model", "genzoo.aeot.AEOT", "--model.init_args.latent_dim", "8",
               "--model.init_args.transport_samples", "200", "--model.init_args.solver", json.dumps(FAST_SOLVER),
-              "--data", "datamodules.Digits", "--data.init_args.image_size", "8", "--data.init_args.batch_size", "32",
+              "--data", "genzoo.datamodules.Digits", "--data.init_args.image_size", "8",
+              "--data.init_args.batch_size", "32",
               "--data.init_args.value_range", "[0.0, 1.0]"]
     cli = run_cli(["fit", *common, *quick_args(tmp_path / "bf16", steps=12), "--trainer.precision", "bf16-mixed"])
     assert cli.trainer.precision == "bf16-mixed" and cli.model.prior.solve_report["converged"]

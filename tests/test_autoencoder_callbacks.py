@@ -14,12 +14,12 @@ from lightning.pytorch.loggers import CSVLogger
 from PIL import Image
 from torch import nn
 
-from callbacks import Evaluation, LatentInterpolation, NearestNeighbours
+from genzoo.callbacks import Evaluation, LatentInterpolation, NearestNeighbours
+from genzoo.evaluation import Collective, Evaluator, build_extractor
+from genzoo.evaluation import metrics as M
+from genzoo.evaluation.features import quantised_pixels, subset_indices
+from genzoo.wgan import WGANGP
 from tests.helpers import ImagesDataModule, SplitImages, quiet_trainer
-from zoo.evaluation import Collective, Evaluator, build_extractor
-from zoo.evaluation import metrics as M
-from zoo.evaluation.features import quantised_pixels, subset_indices
-from zoo.wgan import WGANGP
 
 VALUE_RANGE = (-1.0, 1.0)
 

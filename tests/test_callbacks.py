@@ -15,7 +15,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from callbacks import (
+from genzoo.callbacks import (
     ModeCoverage,
     SampleGrid,
     figure_to_array,

@@ -15,15 +15,15 @@ import lightning as L
 import pytest
 import torch
 
-from datamodules import Circle5
+from genzoo.aeot import AEOT
+from genzoo.datamodules import Circle5
+from genzoo.flatgan import FlatGAN
+from genzoo.flexae import FlexAESR
+from genzoo.gan import DCGAN, LSGAN
+from genzoo.nets import MLPCritic, MLPEncoder, MLPGenerator, MLPOneForm
+from genzoo.wae import WAE
+from genzoo.wgan import WGAN, WGANGP
 from tests.helpers import PointsDataModule
-from zoo.aeot import AEOT
-from zoo.flatgan import FlatGAN
-from zoo.flexae import FlexAESR
-from zoo.gan import DCGAN, LSGAN
-from zoo.nets import MLPCritic, MLPEncoder, MLPGenerator, MLPOneForm
-from zoo.wae import WAE
-from zoo.wgan import WGAN, WGANGP
 
 OLD = Path(__file__).parent / "data" / "checkpoints_v0"
 EXPECTED = json.loads((OLD / "continuation.json").read_text())

@@ -11,10 +11,10 @@ import pytest
 import torch
 import torchvision
 
-from datamodules import DataNotFoundError
+from genzoo.cli import run_cli as main
+from genzoo.datamodules import DataNotFoundError
 from tests.helpers import prepared_config
 from tests.test_datamodules import write_fake_celeba
-from zoo.cli import run_cli as main
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -37,7 +37,7 @@ def data_args(config: str, tmp_path, monkeypatch) -> list[str]:
     if "fashion_mnist" in config:
         return ["--data.init_args.data_dir", str(SHARED_DATA), "--data.init_args.batch_size", "8"]
     if "cifar10" in config:  # the CIFAR-10 test split as JPEGs stands in for the torchvision files
-        return ["--data", "datamodules.ImageFolderDataModule", "--data.init_args.root",
+        return ["--data", "genzoo.datamodules.ImageFolderDataModule", "--data.init_args.root",
                 str(SHARED_DATA / "cifar10-jpeg-test"), "--data.init_args.image_size", "32",
                 "--data.init_args.batch_size", "8"]
     if "celeba" in config:
@@ -131,7 +131,7 @@ def test_wandb_logs_offline_without_credentials(tmp_path, monkeypatch):
 def test_ddp_two_processes_keep_identical_parameters(tmp_path, method):
     """Real `zoo fit --trainer.strategy ddp` with 2 CPU processes (gloo); each rank dumps its parameters."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "zoo.cli", "fit", "--config",
+    command = [sys.executable, "-m", "genzoo.cli", "fit", "--config",
                small_config(f"configs/{method}/digits.yaml", tmp_path),
                *quick_args(tmp_path, steps=18), "--trainer.devices", "2", "--trainer.strategy", "ddp",
                *(["--model.init_args.warmup", "false"] if method == "wgan" else []),  # so the generator steps too

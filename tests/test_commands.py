@@ -1,4 +1,4 @@
-"""`zoo evaluate`, `zoo sample` and `zoo train-extractor`: the verbs of zoo.commands (digits, pixels, small n)."""
+"""`zoo evaluate`, `zoo sample` and `zoo train-extractor`: the verbs of genzoo.commands (digits, pixels, small n)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import pytest
 import torch
 from torchvision.utils import save_image
 
-from datamodules import Digits
+from genzoo.commands import run_verb
+from genzoo.commands.evaluate import main as evaluate
+from genzoo.commands.sample import main as sample
+from genzoo.datamodules import Digits
+from genzoo.wgan import WGANGP
 from tests.helpers import quiet_trainer
-from zoo.commands import run_verb
-from zoo.commands.evaluate import main as evaluate
-from zoo.commands.sample import main as sample
-from zoo.wgan import WGANGP
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = ["--extractor", "pixels", "--metrics", "fid,precision_recall", "--cache_dir", "", "--device", "cpu"]
@@ -106,7 +106,7 @@ def test_sampled_files_evaluate_like_the_checkpoint(checkpoint, tmp_path):
 
 
 def run_zoo(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from zoo.cli import main; main()", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-c", "from genzoo.cli import main; main()", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -1,8 +1,8 @@
-"""The private Lightning members genzoo relies on (``zoo.compat``) still exist in the installed Lightning."""
+"""The private Lightning members genzoo relies on (``genzoo.compat``) still exist in the installed Lightning."""
 
 import lightning
 
-from zoo.compat import PRIVATE_MEMBERS, missing_private_members
+from genzoo.compat import PRIVATE_MEMBERS, missing_private_members
 
 
 def test_every_private_lightning_member_we_use_still_exists():

@@ -16,12 +16,12 @@ import torch
 import yaml
 from torch import nn
 
-from callbacks.schedules import FreezeEncoder, OctaveBetaSchedule
-from datamodules.base import TensorDictDataset
-from zoo.aeot import AEOT
-from zoo.cli import CONFIG_DIR, available_configs, run_cli
-from zoo.nets import LucicInfoGANDecoder
-from zoo.nets.octave import OctaveNormAct
+from genzoo.aeot import AEOT
+from genzoo.callbacks.schedules import FreezeEncoder, OctaveBetaSchedule
+from genzoo.cli import CONFIG_DIR, available_configs, run_cli
+from genzoo.datamodules.base import TensorDictDataset
+from genzoo.nets import LucicInfoGANDecoder
+from genzoo.nets.octave import OctaveNormAct
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -62,10 +62,10 @@ def test_the_config_grid_is_complete():
 def test_a_config_overrides_the_shared_defaults_and_its_printed_form_needs_none(tmp_path, monkeypatch):
     grid = printed(config_path("aeot/grid25"))
     assert (grid["trainer"]["accelerator"], grid["trainer"]["max_epochs"]) == ("cpu", 1)  # the config's own
-    assert grid["trainer"]["logger"]["class_path"] == "zoo.loggers.ZooWandbLogger"  # configs/defaults.yaml's
+    assert grid["trainer"]["logger"]["class_path"] == "genzoo.loggers.ZooWandbLogger"  # configs/defaults.yaml's
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(grid))
-    monkeypatch.setattr("zoo.cli.DEFAULT_CONFIG_FILES", [])
+    monkeypatch.setattr("genzoo.cli.DEFAULT_CONFIG_FILES", [])
     assert printed(str(path)) == grid  # complete: a run's config.yaml re-runs as it was
 
 
@@ -125,7 +125,7 @@ def test_every_config_builds_and_trains_a_step(name, tmp_path, monkeypatch):
 def check_wgan(name: str, model, data, config: dict) -> None:
     dataset = name.split("/")[1]
     expected = {"grid25": "pixels", "digits": "classifier:digits", "fashion_mnist": "classifier:fashion_mnist"}
-    assert callback_args(config, "callbacks.Evaluation")["extractor"] == expected.get(dataset, "inception")
+    assert callback_args(config, "genzoo.callbacks.Evaluation")["extractor"] == expected.get(dataset, "inception")
     if name.startswith("wgan/") and dataset != "grid25":
         # martinarjovsky/WassersteinGAN models/dcgan.py builds every convolution with bias=False
         for net in (model.generator, model.critic):
@@ -136,8 +136,9 @@ def check_wgan(name: str, model, data, config: dict) -> None:
 def check_ocgan(name: str, model, data, config: dict) -> None:
     octave = "octave" in name
     expected = "classifier:fashion_mnist_32" if "fashion" in name else "inception"
-    assert callback_args(config, "callbacks.Evaluation")["extractor"] == expected
-    assert any(c["class_path"] == "callbacks.OctaveBetaSchedule" for c in config["trainer"]["callbacks"]) == octave
+    assert callback_args(config, "genzoo.callbacks.Evaluation")["extractor"] == expected
+    callbacks = config["trainer"]["callbacks"]
+    assert any(c["class_path"] == "genzoo.callbacks.OctaveBetaSchedule" for c in callbacks) == octave
     if "celeba" in name:  # the authors train on all 202,599 images
         assert data.split == "all"
     eval_betas = {(round(float(m.eval_beta_high), 6), round(float(m.eval_beta_low), 6))
@@ -192,7 +193,7 @@ def test_the_wae_baselines_get_flexaes_budget_evaluation_cadence_and_fid_protoco
         configs = {m: yaml.safe_load(Path(config_path(f"{m}/{data}")).read_text()) for m in AE_METHODS}
         budgets = {m: c["model"]["init_args"]["max_outer_steps"] for m, c in configs.items()}
         assert len(set(budgets.values())) == 1, f"{data}: {budgets}"
-        evaluations = {m: callback_args(c, "callbacks.Evaluation") for m, c in configs.items()}
+        evaluations = {m: callback_args(c, "genzoo.callbacks.Evaluation") for m, c in configs.items()}
         cadence = {m: e["every_n_steps"] / steps_per_iteration[m] for m, e in evaluations.items()}
         assert len(set(cadence.values())) == 1, f"{data}: evaluation every {cadence} iterations"
         assert {e["sample_normalization"] for e in evaluations.values()} == {"minmax"}

@@ -20,7 +20,7 @@ from PIL import Image
 from sklearn.datasets import make_swiss_roll
 from torchvision.transforms import v2
 
-from datamodules import (
+from genzoo.datamodules import (
     CIFAR10,
     MNIST,
     CelebA,
@@ -36,7 +36,7 @@ from datamodules import (
     ResumableSampler,
     SwissRoll,
 )
-from datamodules.images import CELEBA_2STAGE_BOX, celeba_pil_steps, image_transform
+from genzoo.datamodules.images import CELEBA_2STAGE_BOX, celeba_pil_steps, image_transform
 
 
 @pytest.fixture(scope="module")
@@ -288,7 +288,7 @@ def copy_fashion_mnist(source: Path, root: Path, names: tuple[str, ...], extract
 
 
 def test_the_test_split_needs_only_the_test_files(fashion_mnist_raw_dir, tmp_path, no_network):
-    from zoo.evaluation.features import datamodule_split
+    from genzoo.evaluation.features import datamodule_split
 
     raw = copy_fashion_mnist(fashion_mnist_raw_dir, tmp_path, TEST_FILES)
     datamodule = FashionMNIST(data_dir=str(tmp_path))  # download: true, but nothing of the test split is missing

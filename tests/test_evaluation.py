@@ -15,8 +15,16 @@ import torch
 import yaml
 from lightning.pytorch.loggers import CSVLogger
 
-from callbacks import Evaluation
-from datamodules.images import ImageDataModule
+from genzoo.callbacks import Evaluation
+from genzoo.commands.evaluate import main as evaluate_checkpoint
+from genzoo.datamodules.images import ImageDataModule
+from genzoo.evaluation import METRICS, Evaluator, MetricInputs, MetricOptions, register_metric
+from genzoo.evaluation import metrics as M
+from genzoo.evaluation.extractors import FeatureExtractor, build_extractor, register_extractor
+from genzoo.evaluation.extractors.base import to_unit_range
+from genzoo.evaluation.features import normalized_samples, subset_indices
+from genzoo.evaluation.reference import sample_fingerprint
+from genzoo.wgan import WGANGP
 from tests.helpers import (
     ImagesDataModule,
     SplitImages,
@@ -25,14 +33,6 @@ from tests.helpers import (
     spread_inception_logits,
     wandb_run_contents,
 )
-from zoo.commands.evaluate import main as evaluate_checkpoint
-from zoo.evaluation import METRICS, Evaluator, MetricInputs, MetricOptions, register_metric
-from zoo.evaluation import metrics as M
-from zoo.evaluation.extractors import FeatureExtractor, build_extractor, register_extractor
-from zoo.evaluation.extractors.base import to_unit_range
-from zoo.evaluation.features import normalized_samples, subset_indices
-from zoo.evaluation.reference import sample_fingerprint
-from zoo.wgan import WGANGP
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_METRICS = ("fid", "kid", "precision_recall", "prd", "memorization")
@@ -256,7 +256,7 @@ def test_a_metric_in_a_module_of_ones_own_is_selected_by_module_and_name(tmp_pat
 
 
 def test_the_evaluation_engine_imports_no_lightning():
-    code = ("import sys, zoo.evaluation, zoo.evaluation.extractors.pretrained; "
+    code = ("import sys, genzoo.evaluation, genzoo.evaluation.extractors.pretrained; "
             "print(sorted(m for m in sys.modules if m.partition('.')[0] in ('lightning', 'pytorch_lightning')))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                             capture_output=True, text=True, timeout=300)
@@ -353,7 +353,7 @@ def test_ddp_sharded_evaluation_equals_the_single_process_value(tmp_path):
             "prd_clusters": 6, "prd_runs": 2}
     config = prepared_config("configs/wgan_gp/digits.yaml", tmp_path / "config", **args)
     root = tmp_path / "ddp"
-    command = [sys.executable, "-m", "zoo.cli", "fit", "--config", str(config), "--trainer.logger", "false",
+    command = [sys.executable, "-m", "genzoo.cli", "fit", "--config", str(config), "--trainer.logger", "false",
                "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
                "--trainer.strategy", "ddp", "--trainer.max_steps", "12", "--trainer.default_root_dir", str(root),
                "--data.init_args.batch_size", "16"]
@@ -391,14 +391,14 @@ def test_the_evaluate_command_prints_json_and_names_bad_input(tmp_path, capsys):
     torch.save(old, tmp_path / "old.ckpt")
     with pytest.raises(ValueError, match="pass --model"):
         evaluate_checkpoint([*common, "--ckpt", str(tmp_path / "old.ckpt")])
-    again = evaluate_checkpoint([*common, "--ckpt", str(tmp_path / "old.ckpt"), "--model", "zoo.wgan.WGANGP"])
+    again = evaluate_checkpoint([*common, "--ckpt", str(tmp_path / "old.ckpt"), "--model", "genzoo.wgan.WGANGP"])
     assert {**again, "ckpt": None, "seconds": None} == {**record, "ckpt": None, "seconds": None}
     minmax = evaluate_checkpoint([*common, "--sample_normalization", "minmax"])
     assert minmax["protocol"]["sample_normalization"] == "minmax" and minmax["fid"] != record["fid"]
 
 
 def test_the_fid_series_lands_in_the_wandb_run_history(tmp_path, monkeypatch):
-    from zoo.loggers import ZooWandbLogger
+    from genzoo.loggers import ZooWandbLogger
 
     for key in ("WANDB_API_KEY", "WANDB_MODE"):
         monkeypatch.delenv(key, raising=False)
@@ -423,7 +423,7 @@ def test_the_fid_series_lands_in_the_wandb_run_history(tmp_path, monkeypatch):
 
 
 def test_a_missing_classifier_stops_the_run_at_once_or_is_trained_on_request(tmp_path, monkeypatch):
-    from datamodules import Digits
+    from genzoo.datamodules import Digits
 
     monkeypatch.setenv("GENZOO_EXTRACTORS_DIR", str(tmp_path / "extractors"))
     dm = Digits(batch_size=32, image_size=8)

@@ -9,10 +9,10 @@ import json
 import pytest
 import torch
 
-from callbacks.extractors.train import main as train_main
-from datamodules.images import Digits
-from zoo.evaluation.extractors.base import build_extractor, file_sha256
-from zoo.evaluation.extractors.classifier import (
+from genzoo.callbacks.extractors.train import main as train_main
+from genzoo.datamodules.images import Digits
+from genzoo.evaluation.extractors.base import build_extractor, file_sha256
+from genzoo.evaluation.extractors.classifier import (
     ClassifierExtractor,
     ClassifierNet,
     load_classifier,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from genzoo.evaluation.extractors import build_extractor
+from genzoo.evaluation.extractors.pretrained import InceptionExtractor
+from genzoo.evaluation.metrics import frechet_distance
 from tests.helpers import spread_inception_logits
-from zoo.evaluation.extractors import build_extractor
-from zoo.evaluation.extractors.pretrained import InceptionExtractor
-from zoo.evaluation.metrics import frechet_distance
 
 
 def grey_images(n: int, seed: int = 0, size: int = 28) -> torch.Tensor:

@@ -11,12 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from datamodules import Digits
+from genzoo.checkpoints import load_plain, read_checkpoint
+from genzoo.cli import run_cli
+from genzoo.datamodules import Digits
+from genzoo.nets import DCGANCritic, DCGANGenerator
+from genzoo.wgan import WGANGP
 from tests.helpers import prepared_config
-from zoo.checkpoints import load_plain, read_checkpoint
-from zoo.cli import run_cli
-from zoo.nets import DCGANCritic, DCGANGenerator
-from zoo.wgan import WGANGP
 
 from .test_reliability import REPO
 
@@ -99,7 +99,7 @@ def test_a_model_built_in_python_saves_a_checkpoint_that_loads_with_weights_only
     path = tmp_path / "python.ckpt"
     first.save_checkpoint(path)
     saved = torch.load(path, weights_only=True)["hyper_parameters"]  # no pickled partials
-    assert saved["generator"] == {"class_path": "zoo.nets.dcgan.DCGANGenerator", "init_args": {"width": 8}}
+    assert saved["generator"] == {"class_path": "genzoo.nets.dcgan.DCGANGenerator", "init_args": {"width": 8}}
     loaded = WGANGP.load_from_checkpoint(path)
     for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
@@ -112,8 +112,8 @@ def test_a_model_built_in_python_saves_a_checkpoint_that_loads_with_weights_only
 
 
 def test_configs_by_short_name_a_run_level_bar_and_a_summary(tmp_path, monkeypatch, caplog):
-    from callbacks.progress import RunProgressBar
-    from zoo.cli import available_configs, resolve_config_names
+    from genzoo.callbacks.progress import RunProgressBar
+    from genzoo.cli import available_configs, resolve_config_names
 
     assert "wgan_gp/digits" in available_configs() and len(available_configs()) == len(list(
         (REPO / "configs").glob("*/*.yaml")))

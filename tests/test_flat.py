@@ -11,8 +11,8 @@ import torch
 from scipy import stats
 from torch import nn
 
-from zoo.nets.forms import DifferentialForm, Downsampler, FlatCritic, FlatGenerator, FlatOneForm
-from zoo.ops.flat import (
+from genzoo.nets.forms import DifferentialForm, Downsampler, FlatCritic, FlatGenerator, FlatOneForm
+from genzoo.ops.flat import (
     LatentCurrent,
     comass_penalty,
     determinant,

@@ -13,14 +13,14 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from datamodules import Circle5
+from genzoo.cli import run_cli
+from genzoo.datamodules import Circle5
+from genzoo.flatgan import FlatGAN
+from genzoo.nets import MLPCritic, MLPGenerator, MLPOneForm
+from genzoo.nets.dcgan import DCGANGenerator
+from genzoo.ops.flat import haar_frames
 from tests.helpers import ddp_run_parameters, prepared_config, quiet_trainer
 from tests.test_cli import REPO, SHARED_DATA, quick_args
-from zoo.cli import run_cli
-from zoo.flatgan import FlatGAN
-from zoo.nets import MLPCritic, MLPGenerator, MLPOneForm
-from zoo.nets.dcgan import DCGANGenerator
-from zoo.ops.flat import haar_frames
 
 TWO_PI = 2 * math.pi
 
@@ -237,7 +237,7 @@ class RadialGenerator(torch.nn.Module):
 
 
 def test_equivariance_score_on_exact_circle_generators():
-    from callbacks.flat import equivariance_score
+    from genzoo.callbacks.flat import equivariance_score
 
     circle = Circle5()
     z = torch.rand(64, 3) * TWO_PI - math.pi
@@ -252,7 +252,7 @@ def test_equivariance_score_on_exact_circle_generators():
 def test_equivariance_callback_skips_models_without_oriented_directions(tmp_path):
     from types import SimpleNamespace
 
-    from callbacks.flat import EquivarianceScore
+    from genzoo.callbacks.flat import EquivarianceScore
 
     callback = EquivarianceScore(n_samples=8)
     trainer = SimpleNamespace(datamodule=Circle5())

@@ -13,14 +13,14 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
-from datamodules import LatentManifold
+from genzoo.autoencoder import frozen_running_stats, paired
+from genzoo.datamodules import LatentManifold
+from genzoo.flexae import FlexAE, FlexAESR
+from genzoo.nets import InfoGANCritic, InfoGANDecoder, InfoGANEncoder, MLPCritic, MLPGenerator
+from genzoo.ops.losses import imq_mmd, reconstruction_sse
+from genzoo.priors import GaussianPrior, LearnedPrior
+from genzoo.wae import WAE
 from tests.helpers import ImagesDataModule, PointsDataModule, quiet_trainer
-from zoo.autoencoder import frozen_running_stats, paired
-from zoo.flexae import FlexAE, FlexAESR
-from zoo.nets import InfoGANCritic, InfoGANDecoder, InfoGANEncoder, MLPCritic, MLPGenerator
-from zoo.ops.losses import imq_mmd, reconstruction_sse
-from zoo.priors import GaussianPrior, LearnedPrior
-from zoo.wae import WAE
 
 
 class Linear(nn.Module):
@@ -381,14 +381,14 @@ def test_sized_config(config: str, directory) -> str:
     """The config with test-sized Evaluation and NearestNeighbours (pixels, not Inception at 299 px)."""
     import yaml
 
+    from genzoo.cli import config_with_callback_args
     from tests.helpers import prepared_config
-    from zoo.cli import config_with_callback_args
 
     content = yaml.safe_load(open(config))
-    evaluation = next(c for c in content["trainer"]["callbacks"] if c["class_path"] == "callbacks.Evaluation")
+    evaluation = next(c for c in content["trainer"]["callbacks"] if c["class_path"] == "genzoo.callbacks.Evaluation")
     heavy = evaluation["init_args"]["extractor"] == "inception"
     small = prepared_config(config, directory, **({"extractor": "pixels"} if heavy else {}))
-    return str(config_with_callback_args(small, directory, "callbacks.NearestNeighbours", n_train=32,
+    return str(config_with_callback_args(small, directory, "genzoo.callbacks.NearestNeighbours", n_train=32,
                                          **({"extractor": "pixels"} if heavy else {})))
 
 
@@ -397,9 +397,9 @@ test_sized_config.__test__ = False  # a helper, not a test
 
 @pytest.mark.parametrize("method", AE_METHODS)
 def test_autoencoders_under_bf16_and_two_process_ddp(method, tmp_path, monkeypatch):
+    from genzoo.cli import run_cli
     from tests.helpers import ddp_run_parameters
     from tests.test_cli import REPO, quick_args
-    from zoo.cli import run_cli
 
     monkeypatch.chdir(REPO)
     config = test_sized_config(f"configs/{method}/digits.yaml", tmp_path / "prepared")

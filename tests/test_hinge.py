@@ -6,10 +6,10 @@ import lightning as L
 import pytest
 import torch
 
+from genzoo.hinge import HingeGAN
+from genzoo.nets import DCGANCritic, MLPCritic, MLPGenerator
+from genzoo.ops.losses import hinge_critic_loss
 from tests.helpers import ImagesDataModule, PointsDataModule, quiet_trainer
-from zoo.hinge import HingeGAN
-from zoo.nets import DCGANCritic, MLPCritic, MLPGenerator
-from zoo.ops.losses import hinge_critic_loss
 
 
 def small_hinge(**kwargs):

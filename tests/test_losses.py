@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from zoo.adversarial import CriticSchedule
-from zoo.ops.losses import clip_parameters_, gradient_penalty, interpolate, wasserstein_critic_loss
+from genzoo.adversarial import CriticSchedule
+from genzoo.ops.losses import clip_parameters_, gradient_penalty, interpolate, wasserstein_critic_loss
 
 
 class LinearCritic(nn.Module):

@@ -1,4 +1,4 @@
-"""``zoo.evaluation.metrics`` against the straightforward reference implementations in ``tests.metric_references``
+"""``genzoo.evaluation.metrics`` against the straightforward reference implementations in ``tests.metric_references``
 (and torch-fidelity for KID), on small synthetic feature sets, plus the properties each metric must have."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
 
+from genzoo.evaluation import metrics as M
 from tests import metric_references as R
-from zoo.evaluation import metrics as M
 
 
 def features(n: int, dim: int, seed: int, shift: float = 0.0, scale: float = 1.0) -> torch.Tensor:

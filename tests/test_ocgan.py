@@ -9,14 +9,14 @@ import functools
 import pytest
 import torch
 
-from callbacks.schedules import OctaveBetaSchedule, octave_beta
+from genzoo.callbacks.schedules import OctaveBetaSchedule, octave_beta
+from genzoo.cli import run_cli as cli_main
+from genzoo.gan import DCGAN, LSGAN
+from genzoo.nets import OCGANCritic, OCGANGenerator
+from genzoo.nets.octave import OctaveNormAct, set_octave_beta
+from genzoo.ops.losses import least_squares_critic_loss, nonsaturating_critic_loss, nonsaturating_generator_loss
 from tests.helpers import ddp_run_parameters, prepared_config, quiet_trainer
 from tests.test_cli import REPO, data_args, quick_args
-from zoo.cli import run_cli as cli_main
-from zoo.gan import DCGAN, LSGAN
-from zoo.nets import OCGANCritic, OCGANGenerator
-from zoo.nets.octave import OctaveNormAct, set_octave_beta
-from zoo.ops.losses import least_squares_critic_loss, nonsaturating_critic_loss, nonsaturating_generator_loss
 
 
 def test_combination_schedule_is_the_authors_curve():

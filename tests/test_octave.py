@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.nets.octave import (
+from genzoo.nets.octave import (
     OctaveConv2d,
     OctaveConvTranspose2d,
     OctaveNormAct,

@@ -13,7 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.quasirandom import SobolEngine
 
-from zoo.ops.ot import (
+from genzoo.ops.ot import (
     ScoreTable,
     SemiDiscreteOT,
     UniformBox,
@@ -24,7 +24,7 @@ from zoo.ops.ot import (
     plane_angles,
     top_cells,
 )
-from zoo.priors import TransportPrior
+from genzoo.priors import TransportPrior
 
 F64 = torch.float64
 
@@ -45,7 +45,7 @@ def relative_error(w: torch.Tensor, weights: torch.Tensor) -> float:
 
 def grid25_codes(seed: int, n: int = 512) -> torch.Tensor:
     """AE-OT's toy targets: ``n`` points of the 25-mode grid, components assigned in turn (stratified)."""
-    from datamodules.toys import Grid25
+    from genzoo.datamodules.toys import Grid25
 
     return Grid25(num_samples=n, stratified=True, num_val_samples=0, num_test_samples=0).sample(n, seed)["x"]
 

@@ -16,12 +16,12 @@ import pytest
 import torch
 from PIL import Image
 
-import zoo.checkpoints
-from datamodules import ImageFolderDataModule, UnreadableImageError
-from zoo.base import DivergenceError
-from zoo.checkpoints import atomic_save, load_plain, read_checkpoint
-from zoo.cli import run_cli
-from zoo.ops.ot import SemiDiscreteOT, top_cells
+import genzoo.checkpoints
+from genzoo.base import DivergenceError
+from genzoo.checkpoints import atomic_save, load_plain, read_checkpoint
+from genzoo.cli import run_cli
+from genzoo.datamodules import ImageFolderDataModule, UnreadableImageError
+from genzoo.ops.ot import SemiDiscreteOT, top_cells
 
 REPO = Path(__file__).resolve().parents[1]
 QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary",
@@ -30,7 +30,7 @@ QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false", 
 
 def checkpoints(every: int) -> list[str]:
     """Only step checkpoints (the configs' evaluation callbacks are tested elsewhere)."""
-    return ["--trainer.callbacks", "[{class_path: callbacks.StepCheckpoint, init_args: "
+    return ["--trainer.callbacks", "[{class_path: genzoo.callbacks.StepCheckpoint, init_args: "
             f"{{every_n_train_steps: {every}, save_last: true, save_top_k: -1}}}}]"]
 
 
@@ -53,7 +53,7 @@ def aeot(root: Path, *extra: str) -> list[str]:
 
 
 def zoo_process(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "zoo.cli", *args], cwd=REPO, stdout=subprocess.DEVNULL,
+    return subprocess.Popen([sys.executable, "-m", "genzoo.cli", *args], cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
@@ -187,10 +187,12 @@ def test_a_finished_aeot_run_resumed_as_it_was_does_not_solve_again(tmp_path, mo
 
 def test_a_checkpoint_of_another_model_class_is_an_error_naming_both(finished_wgan_gp, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
-    with pytest.raises(ValueError, match="holds a zoo.wgan.WGANGP model, but this run builds a zoo.flexae.FlexAESR"):
+    with pytest.raises(ValueError,
+                       match="holds a genzoo.wgan.WGANGP model, but this run builds a genzoo.flexae.FlexAESR"):
         run_cli(flexae_sr(tmp_path, 2, "--ckpt_path", str(finished_wgan_gp)))
     run_cli(flexae_sr(tmp_path / "sr", 1))
-    with pytest.raises(ValueError, match="holds a zoo.flexae.FlexAESR model, but this run builds a zoo.wgan.WGANGP"):
+    with pytest.raises(ValueError,
+                       match="holds a genzoo.flexae.FlexAESR model, but this run builds a genzoo.wgan.WGANGP"):
         resume(tmp_path / "back", tmp_path / "sr" / "checkpoints" / "last.ckpt", 6)
 
 
@@ -238,10 +240,10 @@ def test_a_failed_checkpoint_write_keeps_the_previous_last_ckpt(finished_wgan_gp
         file.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(zoo.checkpoints.torch, "save", disk_full)
+    monkeypatch.setattr(genzoo.checkpoints.torch, "save", disk_full)
     with pytest.raises(OSError, match="No space left"):
         resume(run_dir, last, 9)
-    monkeypatch.setattr(zoo.checkpoints.torch, "save", real_save)
+    monkeypatch.setattr(genzoo.checkpoints.torch, "save", real_save)
     assert last.read_bytes() == finished_wgan_gp.read_bytes()
     assert read_checkpoint(last)["zoo"]["schedule"]["step"] == 6
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.ckpt"]  # no partial file
@@ -249,7 +251,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_last_ckpt(finished_wgan_gp
 
 def test_atomic_save_leaves_the_old_file_or_the_new_one(tmp_path, monkeypatch):
     path = atomic_save({"version": torch.tensor(1)}, tmp_path / "state.pt")
-    monkeypatch.setattr(zoo.checkpoints.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.EIO, "EIO")))
+    monkeypatch.setattr(genzoo.checkpoints.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.EIO, "EIO")))
     with pytest.raises(OSError):
         atomic_save({"version": torch.tensor(2)}, path)
     assert int(load_plain(path)["version"]) == 1

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-import datamodules
-from datamodules import Circle5, DataNotFoundError, Digits, FashionMNIST, MovingImages, TangentImages
-from datamodules.tangents import (
+import genzoo.datamodules
+from genzoo.datamodules import Circle5, DataNotFoundError, Digits, FashionMNIST, MovingImages, TangentImages
+from genzoo.datamodules.tangents import (
     TANGENT_TRANSFORMS,
     affine_warp,
     image_tangents,
@@ -182,7 +182,7 @@ def test_tangent_images_identity_names_the_base():
     fashion = TangentImages(FashionMNIST(image_size=32)).identity()
     digits = TangentImages(Digits(image_size=32)).identity()
     assert fashion != digits
-    assert fashion["base"]["class"] == "datamodules.images.FashionMNIST" and fashion["base"]["image_size"] == 32
+    assert fashion["base"]["class"] == "genzoo.datamodules.images.FashionMNIST" and fashion["base"]["image_size"] == 32
     assert fashion["transformations"] == ["rotation", "thickness"] and fashion["scales"] == [10.0, 0.05]
     other_scales = TangentImages(FashionMNIST(image_size=32), scales=[1.0, 0.05]).identity()
     assert other_scales != fashion
@@ -193,7 +193,7 @@ def test_tangent_images_load_through_jsonargparse():
 
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(TangentImages, "data")
-    config = parser.parse_object({"data": {"base": {"class_path": "datamodules.Digits",
+    config = parser.parse_object({"data": {"base": {"class_path": "genzoo.datamodules.Digits",
                                                     "init_args": {"image_size": 16}},
                                            "scales": [5.0, 0.1]}})
     datamodule = parser.instantiate(config).data
@@ -300,9 +300,9 @@ def test_moving_fashion_mnist_without_files_names_them(tmp_path, monkeypatch):
 
 
 def test_moving_digits_by_name():
-    datamodule = datamodules.build_datamodule("moving_digits", batch_size=8, data_dir="ignored")
+    datamodule = genzoo.datamodules.build_datamodule("moving_digits", batch_size=8, data_dir="ignored")
     assert isinstance(datamodule, MovingImages) and datamodule.batch_size == 8
-    assert datamodules.BY_NAME["moving_digits"] is MovingImages
+    assert genzoo.datamodules.BY_NAME["moving_digits"] is MovingImages
 
 
 # ------------------------------------------------------------------------------------------- toys

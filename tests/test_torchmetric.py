@@ -12,8 +12,8 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from zoo.evaluation import MetricOptions, build_extractor
-from zoo.evaluation.torchmetric import GenerativeMetrics
+from genzoo.evaluation import MetricOptions, build_extractor
+from genzoo.evaluation.torchmetric import GenerativeMetrics
 
 N = 300
 

@@ -6,9 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from datamodules.base import TensorDictDataset, ZooDataModule
-from tests.helpers import quiet_trainer
-from zoo.nets import (
+from genzoo.datamodules.base import TensorDictDataset, ZooDataModule
+from genzoo.nets import (
     DCGANCritic,
     DCGANGenerator,
     WGANGPCifarCritic,
@@ -18,8 +17,9 @@ from zoo.nets import (
     WGANGPResNetCritic,
     WGANGPResNetGenerator,
 )
-from zoo.nets.common import has_batch_norm
-from zoo.wgan import WGANGP
+from genzoo.nets.common import has_batch_norm
+from genzoo.wgan import WGANGP
+from tests.helpers import quiet_trainer
 
 NETS = {  # generator, critic, the image side the official script is built for
     "mnist": (WGANGPMnistGenerator, WGANGPMnistCritic, 28),

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from benchmarks import ocgan_eval_beta, zoo_results
-from callbacks import OctaveBetaSchedule
-from zoo.gan import DCGAN
-from zoo.nets import OCGANCritic, OCGANGenerator
+from genzoo.callbacks import OctaveBetaSchedule
+from genzoo.gan import DCGAN
+from genzoo.nets import OCGANCritic, OCGANGenerator
 
 
 def run(tmp_path, *extra: str) -> dict:
@@ -92,7 +92,7 @@ def test_a_data_set_without_a_protocol_is_named(tmp_path, capsys):
 def test_octave_checkpoints_are_read_with_both_betas(tmp_path, capsys, monkeypatch):
     import functools
 
-    from datamodules.base import TensorDictDataset
+    from genzoo.datamodules.base import TensorDictDataset
     from tests.helpers import quiet_trainer
 
     torch.manual_seed(0)

@@ -4,7 +4,7 @@ A method names its objective in two phases, ``critic_loss(real, fake, noise)`` a
 each returning a dict with the total under ``"loss"`` plus any terms to log. The base owns the rest: the networks
 (built from factories through :meth:`~AdversarialModel.init_generator` and :meth:`~AdversarialModel.init_critic`),
 the critic/generator schedule (as data, :class:`CriticSchedule`), toggling, backward and steps, AMP details, the
-optional EMA generator; :class:`~zoo.base.GenerativeModel` counts, stops and checkpoints the schedule.
+optional EMA generator; :class:`~genzoo.base.GenerativeModel` counts, stops and checkpoints the schedule.
 
 A variant's constructor takes only what is new and passes the shared settings through as keywords::
 
@@ -30,10 +30,10 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from zoo.base import GenerativeModel
-from zoo.nets import default_critic, default_generator
-from zoo.ops.utils import eval_mode
-from zoo.types import Batch, CriticFactory, GeneratorFactory, OptimizerFactory
+from genzoo.base import GenerativeModel
+from genzoo.nets import default_critic, default_generator
+from genzoo.ops.utils import eval_mode
+from genzoo.types import Batch, CriticFactory, GeneratorFactory, OptimizerFactory
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,11 @@ Training, as in the paper (§6.1) and the authors' ``demo2.py``:
 
 1. the autoencoder minimises the per-pixel MSE (+ ``code_l1_weight``·Σ|z|, the code's 1e-5 on CelebA), with
    Adam lr 3e-3, betas (0.5, 0.999) (the paper; the code uses 2e-5);
-2. when the reconstruction loss stops falling, :class:`callbacks.FreezeEncoder` freezes the encoder (no
+2. when the reconstruction loss stops falling, :class:`genzoo.callbacks.FreezeEncoder` freezes the encoder (no
    gradients, batch-norm statistics fixed: the code forgot the latter) and the decoder keeps refining;
 3. when the networks are trained (:meth:`after_training`, the base's post-fit stage, inside the fit's last
    training step), the training set (``datamodule.train_dataset()``) is encoded and the OT map is solved
-   (:class:`zoo.priors.TransportPrior`, :class:`zoo.ops.ot.SemiDiscreteOT`), so the final checkpoint, sample grids
+   (:class:`genzoo.priors.TransportPrior`, :class:`genzoo.ops.ot.SemiDiscreteOT`), so the final checkpoint, sample grids
    and evaluations all have it and ``sample(n)`` works right after ``load_from_checkpoint``.
 
 The paper trains the whole model on 25,000 CIFAR-10 and 10,000 CelebA images: the datamodule's
@@ -35,12 +35,12 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from torch.nn import functional as F
 
-from zoo.autoencoder import AutoencoderModel
-from zoo.base import FixedCycle, fit_is_finished
-from zoo.ops.ot import SemiDiscreteOT
-from zoo.ops.utils import seeded
-from zoo.priors import TransportPrior
-from zoo.types import EncoderFactory, GeneratorFactory, OptimizerFactory
+from genzoo.autoencoder import AutoencoderModel
+from genzoo.base import FixedCycle, fit_is_finished
+from genzoo.ops.ot import SemiDiscreteOT
+from genzoo.ops.utils import seeded
+from genzoo.priors import TransportPrior
+from genzoo.types import EncoderFactory, GeneratorFactory, OptimizerFactory
 
 #: SemiDiscreteOT settings a config may give in ``solver`` (the box comes from the prior)
 SOLVER_SETTINGS = tuple(name for name in inspect.signature(SemiDiscreteOT).parameters

@@ -1,9 +1,9 @@
 """The deterministic-autoencoder base (WAE, FlexAE, AE-OT): encoder E, decoder D and a pluggable latent
-prior (:mod:`zoo.priors`). Generation is ``D(prior.sample(n))``; the methods differ in how the codes are
+prior (:mod:`genzoo.priors`). Generation is ``D(prior.sample(n))``; the methods differ in how the codes are
 regularised and in the prior, not in this code. A method sets its phase schedule (default: one
 ``"autoencoder"`` phase per batch and outer step) and implements ``train_on(x, phases, noise)``.
 
-API beyond :class:`~zoo.base.GenerativeModel`'s: ``encode(x)``, ``decode(z)``, ``reconstruct(x)``, ``prior``.
+API beyond :class:`~genzoo.base.GenerativeModel`'s: ``encode(x)``, ``decode(z)``, ``reconstruct(x)``, ``prior``.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from zoo.base import FixedCycle, GenerativeModel
-from zoo.nets import default_decoder, default_encoder
-from zoo.ops.losses import reconstruction_sse
-from zoo.ops.utils import eval_mode
-from zoo.priors import GaussianPrior, Prior
-from zoo.types import Batch, EncoderFactory, GeneratorFactory
+from genzoo.base import FixedCycle, GenerativeModel
+from genzoo.nets import default_decoder, default_encoder
+from genzoo.ops.losses import reconstruction_sse
+from genzoo.ops.utils import eval_mode
+from genzoo.priors import GaussianPrior, Prior
+from genzoo.types import Batch, EncoderFactory, GeneratorFactory
 
 #: (latent_dim) -> the latent prior, e.g. ``functools.partial(GaussianPrior, scale=2.0)``
 PriorFactory = Callable[[int], Prior]

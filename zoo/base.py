@@ -27,17 +27,20 @@ from lightning.pytorch.plugins.precision import MixedPrecision
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
-from zoo.checkpoints import (
+from genzoo.checkpoints import (
     INSTANTIATOR,
     changed_settings,
+    current_module_name,
     describe_change,
+    legacy_module_names,
     plain_config,
     require_zoo_section,
     root_setting,
+    upgrade_class_paths,
 )
-from zoo.compat import ddp_options, trainer_of
-from zoo.ops.utils import eval_mode, full_precision, seeded
-from zoo.types import OptimizerFactory
+from genzoo.compat import ddp_options, trainer_of
+from genzoo.ops.utils import eval_mode, full_precision, seeded
+from genzoo.types import OptimizerFactory
 
 
 class NonFiniteError(RuntimeError):
@@ -45,7 +48,7 @@ class NonFiniteError(RuntimeError):
 
 
 class DivergenceError(NonFiniteError):
-    """Parameters grew far past any healthy run's while finite (:class:`callbacks.DivergenceGuard`)."""
+    """Parameters grew far past any healthy run's while finite (:class:`genzoo.callbacks.DivergenceGuard`)."""
 
 
 class PhaseSchedule(Protocol):
@@ -71,9 +74,9 @@ class FixedCycle:
 
 
 class GenerativeModel(L.LightningModule):
-    """The model, any genzoo model (``--model.help zoo.wgan.WGANGP`` lists one model's options).
+    """The model, any genzoo model (``--model.help genzoo.wgan.WGANGP`` lists one model's options).
 
-    A family base (:class:`~zoo.adversarial.AdversarialModel`, :class:`~zoo.autoencoder.AutoencoderModel`) sets
+    A family base (:class:`~genzoo.adversarial.AdversarialModel`, :class:`~genzoo.autoencoder.AutoencoderModel`) sets
     :attr:`phase_schedule` and the budget, registers optimizers with :meth:`add_optimizer` and implements
     :meth:`train_phases` with :meth:`update`; generation goes through :attr:`sampling_network`. Init arguments
     are recorded as hyper-parameters here, for every class in the chain (keyword pass-through included)."""
@@ -340,8 +343,19 @@ class GenerativeModel(L.LightningModule):
                              "class_path": f"{type(self).__module__}.{type(self).__qualname__}",
                              "schedule": {"step": self.progress_step, "position": self.cycle_position}}
 
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, *args, **kwargs):
+        """Lightning's, also for checkpoints written before the ``genzoo`` namespace (their class paths name
+        ``zoo.*``, ``callbacks.*``, ``datamodules.*``)."""
+        with legacy_module_names():
+            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         require_zoo_section(checkpoint)
+        if "class_path" in checkpoint["zoo"]:
+            checkpoint["zoo"]["class_path"] = current_module_name(checkpoint["zoo"]["class_path"])
+        if "hyper_parameters" in checkpoint:
+            checkpoint["hyper_parameters"] = upgrade_class_paths(checkpoint["hyper_parameters"])
         self.check_resumable(checkpoint)
         self.noise_seed = int(checkpoint["zoo"]["noise_seed"])
         self.progress_step, self.cycle_position = schedule_state(checkpoint["zoo"].get("schedule", {}))

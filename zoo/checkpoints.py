@@ -6,12 +6,17 @@ classifier extractors all go through :func:`atomic_save` and :func:`load_plain`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib.abc
+import importlib.util
 import inspect
 import os
 import pickle
+import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +131,69 @@ def import_path(obj: Any) -> str:
     if "<locals>" in path:
         raise TypeError(f"{path} is defined inside a function and cannot be imported when the checkpoint loads")
     return path
+
+
+# ---- module names before the one installed namespace ------------------------------------------------------
+#: top-level names genzoo's modules had before it installed under ``genzoo`` alone (checkpoints keep class paths)
+LEGACY_MODULES = {"zoo": "genzoo", "callbacks": "genzoo.callbacks", "datamodules": "genzoo.datamodules"}
+
+
+def current_module_name(name: str) -> str:
+    """``zoo.nets.mlp`` -> ``genzoo.nets.mlp``; other names unchanged."""
+    head, dot, rest = name.partition(".")
+    return LEGACY_MODULES[head] + dot + rest if head in LEGACY_MODULES else name
+
+
+def upgrade_class_paths(value: Any) -> Any:
+    """``value`` (hyper-parameters, nested configs) with every class path (a ``class_path`` entry, or a dotted
+    string naming one of genzoo's old modules: a class given from Python) under the current module names."""
+    if isinstance(value, str):
+        return current_module_name(value) if "." in value else value
+    if isinstance(value, dict):
+        return {key: upgrade_class_paths(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(upgrade_class_paths(item) for item in value)
+    return value
+
+
+class _LegacyModuleNames(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Resolves the old names to genzoo's modules (the same module objects). A top-level name another finder can
+    import (a user's own ``callbacks`` or ``datamodules``) stays theirs."""
+
+    def find_spec(self, name, path=None, target=None):
+        head = name.partition(".")[0]
+        if head not in LEGACY_MODULES:
+            return None
+        if "." not in name:
+            ours = Path(importlib.import_module(LEGACY_MODULES[name]).__file__).parent
+            others = (f.find_spec(name, None) for f in sys.meta_path if f is not self and hasattr(f, "find_spec"))
+            if any(spec is not None and Path(spec.origin or "").parent != ours for spec in others):
+                return None
+        elif getattr(sys.modules.get(head), "__name__", None) != LEGACY_MODULES[head]:
+            return None  # the top-level name is someone else's package
+        return importlib.util.spec_from_loader(name, self)
+
+    def create_module(self, spec):
+        return importlib.import_module(current_module_name(spec.name))
+
+    def exec_module(self, module) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def legacy_module_names() -> Iterator[None]:
+    """Inside, class paths written before the ``genzoo`` namespace import (``load_from_checkpoint`` of an old
+    checkpoint); after, the old names are released again."""
+    finder = _LegacyModuleNames()
+    before = set(sys.modules)
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+        for name in set(sys.modules) - before:
+            if name.partition(".")[0] in LEGACY_MODULES:
+                del sys.modules[name]
 
 
 # ---- resuming ------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The ``zoo`` command: LightningCLI in subclass mode over every zoo model and datamodule.
 
     zoo fit --config configs/wgan_gp/grid25.yaml [--trainer.max_steps 100 ...]
-    zoo evaluate | sample | train-extractor ...    (zoo.commands)
+    zoo evaluate | sample | train-extractor ...    (genzoo.commands)
 
 Every subcommand reads ``configs/defaults.yaml`` (the settings all configs share) before ``--config``.
 """
@@ -16,12 +16,12 @@ import lightning as L
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-from callbacks.divergence import DivergenceGuard
-from callbacks.progress import RunProgressBar, RunSummary
-from callbacks.samples import SampleWriter
-from datamodules.base import ZooDataModule
-from zoo.base import GenerativeModel
-from zoo.checkpoints import read_checkpoint
+from genzoo.base import GenerativeModel
+from genzoo.callbacks.divergence import DivergenceGuard
+from genzoo.callbacks.progress import RunProgressBar, RunSummary
+from genzoo.callbacks.samples import SampleWriter
+from genzoo.checkpoints import legacy_module_names, read_checkpoint
+from genzoo.datamodules.base import ZooDataModule
 
 #: ``--ckpt_path`` values that are not files (Lightning resolves them itself)
 LIGHTNING_CKPT_NAMES = (None, "last", "best", "hpc", "registry")
@@ -180,8 +180,8 @@ def config_with_callback_args(config: str | Path, directory: str | Path, class_p
 def run_cli(args: list[str] | None = None, run: bool = True) -> ZooCLI:
     """Parse ``args`` (default: the command line), run the subcommand, return the CLI (model, trainer, ...).
     ``run=False`` only builds them (``args`` then holds no subcommand)."""
-    import datamodules  # noqa: F401  registers the datamodules as subclasses
-    import zoo.models  # noqa: F401  registers the models
+    import genzoo.datamodules  # noqa: F401  registers the datamodules as subclasses
+    import genzoo.models  # noqa: F401  registers the models
 
     # read before --config, so a config and then the command line override them; per subcommand when there are
     # subcommands (a dict each: LightningCLI writes each one's description into it)
@@ -216,8 +216,8 @@ def resolve_config_names(args: list[str]) -> list[str]:
 def main() -> None:
     """The ``zoo`` console script (returns nothing, so the exit status is 0 on success). ``zoo configs`` lists the
     configs ``--config`` takes by short name; ``zoo evaluate``, ``zoo sample`` and ``zoo train-extractor`` are
-    genzoo's own verbs (:mod:`zoo.commands`); everything else goes to LightningCLI (``zoo fit``, ...)."""
-    from zoo.commands import VERBS, run_verb, verbs_help
+    genzoo's own verbs (:mod:`genzoo.commands`); everything else goes to LightningCLI (``zoo fit``, ...)."""
+    from genzoo.commands import VERBS, run_verb, verbs_help
 
     args = sys.argv[1:]
     if args[:1] == ["configs"]:
@@ -231,7 +231,8 @@ def main() -> None:
     if not args or args[0] in ("-h", "--help"):  # LightningCLI's help lists its subcommands; ours come first
         print(f"{verbs_help()}\n  configs{' ' * (max(map(len, VERBS)) - 7)}  list the configs --config takes by "
               "short name\n\nLightning's subcommands (zoo fit --config NAME ...):", flush=True)
-    run_cli(resolve_config_names(args))
+    with legacy_module_names():  # configs naming zoo.*, callbacks.*, datamodules.* (before genzoo) still run
+        run_cli(resolve_config_names(args))
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ from lightning.pytorch.strategies import DDPStrategy
 
 #: (owner, member): what the functions below and the subclasses named alongside touch
 PRIVATE_MEMBERS: tuple[tuple[type, str, str], ...] = (
-    (L.LightningModule, "_trainer", "the trainer, or None outside a fit (zoo.base)"),
-    (DDPStrategy, "_ddp_kwargs", "DDP options, for find_unused_parameters (zoo.base)"),
+    (L.LightningModule, "_trainer", "the trainer, or None outside a fit (genzoo.base)"),
+    (DDPStrategy, "_ddp_kwargs", "DDP options, for find_unused_parameters (genzoo.base)"),
     (ModelCheckpoint, "_every_n_train_steps", "StepCheckpoint's save interval"),
     (ModelCheckpoint, "_save_last_checkpoint", "StepCheckpoint's last.ckpt at a mid-epoch stop"),
     (ModelCheckpoint, "_save_topk_checkpoint", "StepCheckpoint's step-multiple saves"),

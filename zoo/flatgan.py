@@ -19,11 +19,11 @@ from typing import Literal
 
 import torch
 
-from zoo.adversarial import AdversarialModel
-from zoo.nets.common import has_batch_norm
-from zoo.nets.forms import DifferentialForm, Downsampler, FlatCritic, FlatGenerator, FlatOneForm, OneFormFactory
-from zoo.nets.mlp import MLPCritic, MLPGenerator, MLPOneForm
-from zoo.ops.flat import (
+from genzoo.adversarial import AdversarialModel
+from genzoo.nets.common import has_batch_norm
+from genzoo.nets.forms import DifferentialForm, Downsampler, FlatCritic, FlatGenerator, FlatOneForm, OneFormFactory
+from genzoo.nets.mlp import MLPCritic, MLPGenerator, MLPOneForm
+from genzoo.ops.flat import (
     EXTERIOR_PENALTIES,
     LatentCurrent,
     comass_penalty,
@@ -32,9 +32,9 @@ from zoo.ops.flat import (
     pushforward,
     tangents_of,
 )
-from zoo.ops.losses import wasserstein_critic_loss, wasserstein_generator_loss
-from zoo.ops.utils import full_precision
-from zoo.types import Batch, CriticFactory, GeneratorFactory, OptimizerFactory
+from genzoo.ops.losses import wasserstein_critic_loss, wasserstein_generator_loss
+from genzoo.ops.utils import full_precision
+from genzoo.types import Batch, CriticFactory, GeneratorFactory, OptimizerFactory
 
 
 def build_form(data_shape: tuple[int, ...], zero_form: CriticFactory, one_form: OneFormFactory | None, k: int,
@@ -62,9 +62,9 @@ class FlatGAN(AdversarialModel):
     z_2 ~ U(±0.5) (thickness), the rest N(0, 1); k = 2, α = 1e-5, λ = 1, ρ = 5, the ``bound`` dω penalty,
     tangents blurred (σ = 2) and pooled by 4, one critic step per generator step, Adam 1e-4, betas (0.5, 0.9).
 
-    Batches carry the data tangents as ``"tangents"`` ``(B, *data_shape, k)`` (``datamodules.TangentImages``,
+    Batches carry the data tangents as ``"tangents"`` ``(B, *data_shape, k)`` (``genzoo.datamodules.TangentImages``,
     ``MovingImages``, ``Circle5``); for k = 0 they are ignored. The generator's tangents ∇_z g·e_i and both
-    penalties are computed in fp32 under mixed precision (:func:`zoo.ops.flat.full_precision`); the networks'
+    penalties are computed in fp32 under mixed precision (:func:`genzoo.ops.flat.full_precision`); the networks'
     plain forward passes follow the trainer's precision."""
 
     def __init__(self, data_shape: tuple[int, ...], value_range: tuple[float, float] = (-1.0, 1.0),
@@ -138,7 +138,7 @@ class FlatGAN(AdversarialModel):
         tangents = real.get("tangents")
         if tangents is None:
             raise ValueError(f"FlatGAN with k={self.k} needs batches with 'tangents' (B, *data_shape, k): wrap the "
-                             "data in datamodules.TangentImages, or use MovingImages / Circle5")
+                             "data in genzoo.datamodules.TangentImages, or use MovingImages / Circle5")
         if tuple(tangents.shape[1:]) != (*self.data_shape, self.k):
             raise ValueError(f"the data tangents have shape {tuple(tangents.shape[1:])} per sample, the model needs "
                              f"{(*self.data_shape, self.k)} (k={self.k} directions)")

@@ -38,12 +38,12 @@ import functools
 import torch
 from torch import nn
 
-from zoo.autoencoder import AutoencoderModel, frozen_running_stats, paired
-from zoo.base import FixedCycle
-from zoo.nets import InfoGANCritic, MLPCritic
-from zoo.ops.losses import gradient_penalty, mix, wasserstein_critic_loss, wasserstein_generator_loss
-from zoo.priors import GaussianPrior, LearnedPrior
-from zoo.types import CriticFactory, EncoderFactory, GeneratorFactory, OptimizerFactory
+from genzoo.autoencoder import AutoencoderModel, frozen_running_stats, paired
+from genzoo.base import FixedCycle
+from genzoo.nets import InfoGANCritic, MLPCritic
+from genzoo.ops.losses import gradient_penalty, mix, wasserstein_critic_loss, wasserstein_generator_loss
+from genzoo.priors import GaussianPrior, LearnedPrior
+from genzoo.types import CriticFactory, EncoderFactory, GeneratorFactory, OptimizerFactory
 
 
 def _adam(lr: float, betas: tuple[float, float]) -> OptimizerFactory:

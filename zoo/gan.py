@@ -12,14 +12,14 @@ import functools
 
 import torch
 
-from zoo.adversarial import AdversarialModel
-from zoo.ops.losses import (
+from genzoo.adversarial import AdversarialModel
+from genzoo.ops.losses import (
     least_squares_critic_loss,
     least_squares_generator_loss,
     nonsaturating_critic_loss,
     nonsaturating_generator_loss,
 )
-from zoo.types import Batch
+from genzoo.types import Batch
 
 
 class TwoPlayerGAN(AdversarialModel):

@@ -4,7 +4,7 @@ Lim & Ye 2017, the standard of modern GAN baselines (BigGAN, StyleGAN-T's compar
 Critic:    L_D = E max(0, 1 − D(x)) + E max(0, 1 + D(G(z)))        Miyato et al., Eq. 16
 Generator: L_G = −E D(G(z))
 
-Everything else (networks, schedule, EMA, budget, checkpoints) is :class:`~zoo.adversarial.AdversarialModel`'s;
+Everything else (networks, schedule, EMA, budget, checkpoints) is :class:`~genzoo.adversarial.AdversarialModel`'s;
 this file is the worked example of adding a GAN variant (README, "Contributing").
 """
 
@@ -16,9 +16,9 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from zoo.adversarial import AdversarialModel
-from zoo.ops.losses import hinge_critic_loss, wasserstein_generator_loss
-from zoo.types import Batch, CriticFactory
+from genzoo.adversarial import AdversarialModel
+from genzoo.ops.losses import hinge_critic_loss, wasserstein_generator_loss
+from genzoo.types import Batch, CriticFactory
 
 
 class HingeGAN(AdversarialModel):

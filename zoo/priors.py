@@ -12,9 +12,9 @@ import math
 import torch
 from torch import nn
 
-from zoo.nets import MLPGenerator
-from zoo.ops.ot import SemiDiscreteOT, UniformBox, accepted_pairs, extended_codes, pair_codes, top_cells
-from zoo.types import GeneratorFactory
+from genzoo.nets import MLPGenerator
+from genzoo.ops.ot import SemiDiscreteOT, UniformBox, accepted_pairs, extended_codes, pair_codes, top_cells
+from genzoo.types import GeneratorFactory
 
 
 class Prior(nn.Module):
@@ -98,7 +98,7 @@ PAIRINGS = ("per_source", "per_pair")
 
 class TransportPrior(Prior):
     """AE-OT's prior: the semi-discrete OT map from the uniform box ``[low, high]^d`` to the training codes,
-    extended across cell boundaries (:func:`zoo.ops.ot.extended_codes`). Codes and potential h are buffers, so they
+    extended across cell boundaries (:func:`genzoo.ops.ot.extended_codes`). Codes and potential h are buffers, so they
     live in the state dict and checkpoints; :meth:`fit` solves for h.
 
     ``top_k`` cells are ranked per source point (2: demo1's own-cell/runner-up pairs; the authors' CelebA demo
@@ -152,7 +152,7 @@ class TransportPrior(Prior):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def fit(self, codes: torch.Tensor, checkpoint: str | None = None, callback=None, **solver_settings) -> dict:
-        """Solve the OT problem to ``codes`` (:class:`zoo.ops.ot.SemiDiscreteOT` settings as keywords; a long solve
+        """Solve the OT problem to ``codes`` (:class:`genzoo.ops.ot.SemiDiscreteOT` settings as keywords; a long solve
         saves its state to ``checkpoint`` and resumes from it; ``callback`` gets each step's statistics); returns the
         solve report (converged, steps,
         error, empty_cells, ...)."""

@@ -1,5 +1,5 @@
 """Factory types the CLI can fill from YAML (``class_path`` + ``init_args``; the leading arguments come
-from the model): ``generator: {class_path: zoo.nets.DCGANGenerator, init_args: {width: 64}}``."""
+from the model): ``generator: {class_path: genzoo.nets.DCGANGenerator, init_args: {width: 64}}``."""
 
 from collections.abc import Callable, Iterable
 

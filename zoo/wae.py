@@ -4,7 +4,7 @@
 
 WAE-GAN:  D_Z by a latent adversary (JS): the adversary minimises λ·[BCE(A(z_p), 1) + BCE(A(z_q), 0)], the
           autoencoder adds λ·BCE(A(z_q), 1); one autoencoder step, then one adversary step on the same batch.
-WAE-MMD:  D_Z = MMD² with the IMQ kernel summed over 7 scales (:func:`zoo.ops.losses.imq_mmd`).
+WAE-MMD:  D_Z = MMD² with the IMQ kernel summed over 7 scales (:func:`genzoo.ops.losses.imq_mmd`).
 
 Defaults are the WAE code's MNIST configuration (configs.py): λ 10, Adam β1 0.5 with lr 1e-3 (autoencoder)
 and 5e-4 (adversary), a 4 x 512 ReLU adversary whose linear layers start N(0, 0.01²) with zero biases
@@ -20,12 +20,12 @@ from typing import Literal
 
 import torch
 
-from zoo.autoencoder import AutoencoderModel
-from zoo.base import FixedCycle
-from zoo.nets import MLPCritic
-from zoo.ops.losses import WAE_IMQ_SCALES, imq_mmd, nonsaturating_critic_loss, nonsaturating_generator_loss
-from zoo.priors import GaussianPrior
-from zoo.types import CriticFactory, EncoderFactory, GeneratorFactory, OptimizerFactory
+from genzoo.autoencoder import AutoencoderModel
+from genzoo.base import FixedCycle
+from genzoo.nets import MLPCritic
+from genzoo.ops.losses import WAE_IMQ_SCALES, imq_mmd, nonsaturating_critic_loss, nonsaturating_generator_loss
+from genzoo.priors import GaussianPrior
+from genzoo.types import CriticFactory, EncoderFactory, GeneratorFactory, OptimizerFactory
 
 
 class WAE(AutoencoderModel):

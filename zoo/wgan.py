@@ -12,10 +12,10 @@ from typing import Literal
 
 import torch
 
-from zoo.adversarial import AdversarialModel
-from zoo.nets.common import has_batch_norm
-from zoo.ops.losses import clip_parameters_, gradient_penalty, wasserstein_critic_loss, wasserstein_generator_loss
-from zoo.types import Batch
+from genzoo.adversarial import AdversarialModel
+from genzoo.nets.common import has_batch_norm
+from genzoo.ops.losses import clip_parameters_, gradient_penalty, wasserstein_critic_loss, wasserstein_generator_loss
+from genzoo.types import Batch
 
 
 class WassersteinGAN(AdversarialModel):
@@ -37,7 +37,7 @@ class WGAN(WassersteinGAN):
     and every 500th generator step: ``clip_value=0.05, clip_timing=after_update, warmup_critic_steps=20,
     warmup_generator_steps=50, warmup_every_offset=1`` (its periodic long phases precede steps 499, 999, ...).
     The shared settings (networks, optimizers, n_critic, ema_decay, max_generator_steps) are
-    :class:`~zoo.adversarial.AdversarialModel`'s."""
+    :class:`~genzoo.adversarial.AdversarialModel`'s."""
 
     default_optimizer = functools.partial(torch.optim.RMSprop, lr=5e-5)
     critic_norm = "batch"
@@ -70,7 +70,7 @@ class WGAN(WassersteinGAN):
 class WGANGP(WassersteinGAN):
     """Gradient penalty. Defaults from the paper's Alg. 1 except β1 = 0.5, which the official MNIST/CIFAR/toy
     scripts use (the paper and the 64x64 script use 0): Adam 1e-4, betas (0.5, 0.9), λ = 10, n_critic 5,
-    no warm-up (the shared defaults of :class:`~zoo.adversarial.AdversarialModel`). The critic must not use
+    no warm-up (the shared defaults of :class:`~genzoo.adversarial.AdversarialModel`). The critic must not use
     batch norm (it couples the samples the penalty treats one by one)."""
 
     def __init__(self, *args, gp_weight: float = 10.0, gp_eps: float = 1e-12, **kwargs) -> None:

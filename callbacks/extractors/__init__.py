@@ -1,3 +1,4 @@
-"""The classifier extractor's training command, ``zoo train-extractor`` (also ``python -m callbacks.extractors.train``;
+"""The classifier extractor's training command, ``zoo train-extractor`` (also
+``python -m genzoo.callbacks.extractors.train``;
 it builds datamodules, so it lives beside the callbacks); the extractors themselves are in
-:mod:`zoo.evaluation.extractors`."""
+:mod:`genzoo.evaluation.extractors`."""

@@ -7,7 +7,7 @@ The classifier trains on the whole official training split (no validation hold-o
 and reports its accuracy on the test split. ``--fid`` adds the Frechet distance between the classifier features
 of the training split and of the test split: the floor a perfect generative model's FID would sit near.
 Progress goes to stderr; the last line on stdout is one JSON object with the results. ``python -m
-callbacks.extractors.train`` is the same command.
+genzoo.callbacks.extractors.train`` is the same command.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from zoo.evaluation.extractors.classifier import (
+from genzoo.evaluation.extractors.classifier import (
     TRAINABLE_DATA,
     ClassifierExtractor,
     datamodule_tensors,
@@ -35,11 +35,11 @@ DEFAULT_LR = 2e-3
 def build_datamodule(data: str, data_dir: str, batch_size: int, download: bool = True):
     """The datamodule for ``data`` with no validation hold-out (the test split is unchanged: for Digits, the
     default ``val_size`` only moves samples between train and validation)."""
-    import datamodules
+    import genzoo.datamodules
 
     if data not in TRAINABLE_DATA:
         raise ValueError(f"--data must be one of {TRAINABLE_DATA}, got {data!r}")
-    return datamodules.build_datamodule(data, data_dir=data_dir, batch_size=batch_size, val_size=0,
+    return genzoo.datamodules.build_datamodule(data, data_dir=data_dir, batch_size=batch_size, val_size=0,
                                         download=download)
 
 
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"data": args.data, "path": str(out), "test_accuracy": round(test_accuracy, 4), "epochs": epochs,
               "seconds": round(time.perf_counter() - started, 1)}
     if args.fid:
-        from zoo.evaluation.metrics import frechet_distance
+        from genzoo.evaluation.metrics import frechet_distance
 
         extractor = ClassifierExtractor.from_file(out).to(next(net.parameters()).device)
         result["fid_train_test"] = round(float(frechet_distance(extractor_features(extractor, train_images),

@@ -1,9 +1,9 @@
 """The ``zoo`` verbs that are not LightningCLI subcommands, each a small module with ``main(argv) -> dict``:
 
-- ``zoo evaluate`` (:mod:`zoo.commands.evaluate`): metrics of a checkpoint or of any samples (a folder of
+- ``zoo evaluate`` (:mod:`genzoo.commands.evaluate`): metrics of a checkpoint or of any samples (a folder of
   images, a ``.pt``/``.npz`` tensor file) against a datamodule split or a folder of images;
-- ``zoo sample`` (:mod:`zoo.commands.sample`): samples of a checkpoint as PNGs, a grid or a tensor file;
-- ``zoo train-extractor`` (:mod:`callbacks.extractors.train`): trains the ``classifier`` feature extractor.
+- ``zoo sample`` (:mod:`genzoo.commands.sample`): samples of a checkpoint as PNGs, a grid or a tensor file;
+- ``zoo train-extractor`` (:mod:`genzoo.callbacks.extractors.train`): trains the ``classifier`` feature extractor.
 
 :func:`run_verb` gives them one error style: a user error (a missing or unreadable file, a bad shape or
 setting) is one line ``zoo <verb>: error: <message>`` on stderr and exit status 2, without a traceback.
@@ -17,9 +17,9 @@ from collections.abc import Callable
 
 #: verb -> (module with ``main(argv)``, one-line description for ``zoo --help``)
 VERBS: dict[str, tuple[str, str]] = {
-    "evaluate": ("zoo.commands.evaluate", "metrics of a checkpoint or of any samples (folder, .pt, .npz)"),
-    "sample": ("zoo.commands.sample", "write a checkpoint's samples as PNGs, a grid or a tensor file"),
-    "train-extractor": ("callbacks.extractors.train", "train the classifier feature extractor on a dataset"),
+    "evaluate": ("genzoo.commands.evaluate", "metrics of a checkpoint or of any samples (folder, .pt, .npz)"),
+    "sample": ("genzoo.commands.sample", "write a checkpoint's samples as PNGs, a grid or a tensor file"),
+    "train-extractor": ("genzoo.callbacks.extractors.train", "train the classifier feature extractor on a dataset"),
 }
 
 #: what a user can cause (bad paths, files, shapes, settings); anything else is a bug and keeps its traceback
@@ -54,13 +54,13 @@ def verbs_help() -> str:
 def load_model(path: str, class_path: str | None = None, device: str = "cpu"):
     """The model of a ``zoo fit`` checkpoint, in eval mode; its class is recorded in the checkpoint (``class_path``
     overrides it for checkpoints written before genzoo recorded it)."""
-    from zoo.checkpoints import read_checkpoint
+    from genzoo.checkpoints import read_checkpoint
 
     checkpoint = read_checkpoint(path)  # clear errors for missing, corrupt and foreign files
     class_path = class_path or checkpoint["zoo"].get("class_path")
     if not class_path:
         raise ValueError(f"{path} does not record its model class (an older checkpoint): pass --model, "
-                         f"e.g. --model zoo.wgan.WGANGP")
+                         f"e.g. --model genzoo.wgan.WGANGP")
     module_name, _, class_name = class_path.rpartition(".")
     try:
         cls = getattr(importlib.import_module(module_name), class_name)

@@ -13,7 +13,7 @@ which was used. Reference: a datamodule split (``--data NAME --reference_split``
 (``--reference DIR``); the samples' shape must be the reference's.
 
 With ``--ckpt`` the model class comes from the checkpoint (``--model`` overrides it for checkpoints written before
-genzoo recorded it) and the protocol is the training callback's (:class:`zoo.evaluation.Evaluator`), so the numbers
+genzoo recorded it) and the protocol is the training callback's (:class:`genzoo.evaluation.Evaluator`), so the numbers
 equal what ``eval/*`` logged for the same settings; ``zoo sample`` with the same ``--seed``/``--batch_size`` writes
 the very samples this evaluates. ``--octave_beta training`` samples OC-GAN generators with the β they were trained
 at instead of their ``eval_beta``; ``--sample_normalization minmax`` is FlexAE's protocol.
@@ -31,16 +31,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from zoo.checkpoints import load_plain
-from zoo.commands import default_device, load_model
-from zoo.evaluation import METRICS, SAMPLE_NORMALIZATIONS, Evaluator, MetricOptions, default_cache_dir
+from genzoo.checkpoints import load_plain
+from genzoo.commands import default_device, load_model
+from genzoo.evaluation import METRICS, SAMPLE_NORMALIZATIONS, Evaluator, MetricOptions, default_cache_dir
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 ARRAY_SUFFIXES = (".pt", ".pth", ".npz", ".npy")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from datamodules import BY_NAME
+    from genzoo.datamodules import BY_NAME
 
     parser = argparse.ArgumentParser(prog="zoo evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default=default_device())
     parser.add_argument("--cache_dir", default=str(default_cache_dir()), help="reference-feature cache ('' for none)")
     parser.add_argument("--model", default=None,
-                        help="--ckpt: model class path, e.g. zoo.wgan.WGANGP (default: recorded in the checkpoint)")
+                        help="--ckpt: model class path, e.g. genzoo.wgan.WGANGP (default: recorded in the checkpoint)")
     parser.add_argument("--octave_beta", default="eval", choices=["eval", "training"],
                         help="OC-GAN generators built with eval_beta: sample with it (the authors' protocol) or with "
                              "the β they were trained at")
@@ -120,7 +120,7 @@ def image_files(folder: Path) -> list[Path]:
 def read_image_folder(folder: Path, channels: int | None = None) -> torch.Tensor:
     """Every image under ``folder`` as uint8 (N, C, H, W). Grey images (all channels equal, as PNGs written from
     one-channel tensors are) keep one channel when ``channels`` is 1 or, with ``channels=None``, when all are."""
-    from datamodules.images import load_rgb  # UnreadableImageError naming the file
+    from genzoo.datamodules.images import load_rgb  # UnreadableImageError naming the file
 
     images, first = [], None
     for path in image_files(folder):
@@ -256,7 +256,7 @@ def reference_for(args: argparse.Namespace, value_range: tuple[float, float] | N
     """The reference "datamodule" and its name for messages."""
     if args.reference:
         return FolderReference(args.reference), f"folder {args.reference}"
-    from datamodules import build_datamodule
+    from genzoo.datamodules import build_datamodule
 
     datamodule = build_datamodule(args.data, data_dir=args.data_dir, image_size=args.image_size,
                                   value_range=value_range)
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     record: dict[str, Any] = {}
     if args.ckpt:
-        from zoo.nets.octave import OctaveNormAct
+        from genzoo.nets.octave import OctaveNormAct
 
         model = load_model(args.ckpt, args.model, args.device)
         if args.octave_beta == "training":
@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.prd_plot and result.prd_curve is not None:
         from PIL import Image
 
-        from callbacks.evaluation import prd_plot
+        from genzoo.callbacks.evaluation import prd_plot
 
         Path(args.prd_plot).expanduser().parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(prd_plot(*(t.cpu() for t in result.prd_curve))).save(Path(args.prd_plot).expanduser())

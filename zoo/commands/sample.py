@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from zoo.checkpoints import atomic_save
-from zoo.commands import default_device, load_model
-from zoo.evaluation.evaluator import generated_batches
+from genzoo.checkpoints import atomic_save
+from genzoo.commands import default_device, load_model
+from genzoo.evaluation.evaluator import generated_batches
 
 TENSOR_SUFFIXES = (".pt", ".pth", ".npz", ".npy")
 
@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch_size", type=int, default=250, help="samples generated at a time")
     parser.add_argument("--device", default=default_device())
     parser.add_argument("--model", default=None,
-                        help="model class path, e.g. zoo.wgan.WGANGP (default: recorded in the checkpoint)")
+                        help="model class path, e.g. genzoo.wgan.WGANGP (default: recorded in the checkpoint)")
     args = parser.parse_args(argv)
     if args.n < 1 or args.batch_size < 1:
         parser.error(f"--n and --batch_size must be >= 1, got {args.n} and {args.batch_size}")
@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def write(samples: torch.Tensor, out: Path, value_range: tuple[float, float]) -> str:
     """Write ``samples`` to ``out``; returns what was written (``images``, ``grid`` or ``tensor``)."""
-    from callbacks.samples import write_sample_folder, write_sample_grid
+    from genzoo.callbacks.samples import write_sample_folder, write_sample_grid
 
     suffix = out.suffix.lower()
     if suffix == ".png":

@@ -3,13 +3,13 @@
 The protocol, for any number of ranks:
 
 1. Real features of ``reference_split`` (``n_reference`` samples, a fixed seeded subset when the split is
-   larger) are extracted once and cached on disk (:mod:`zoo.evaluation.reference`).
+   larger) are extracted once and cached on disk (:mod:`genzoo.evaluation.reference`).
 2. ``n_samples`` latents are drawn from a generator seeded with ``seed`` (the same latents at every event and
    for any number of ranks); each rank generates and extracts the samples ``rank::world_size`` and the features
    are gathered back into order, so a DDP evaluation equals the single-process one.
 3. A metric that needs reconstructions (``reconstruction_fid``) gets ``model.reconstruct`` of the selected
    reference samples, sharded the same way and gathered back into the real features' order.
-4. Rank zero computes the metrics (the functions of :mod:`zoo.evaluation.registry`) and broadcasts them.
+4. Rank zero computes the metrics (the functions of :mod:`genzoo.evaluation.registry`) and broadcasts them.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from zoo.evaluation.collective import Collective
-from zoo.evaluation.extractors import FeatureExtractor, build_extractor
-from zoo.evaluation.features import (
+from genzoo.evaluation.collective import Collective
+from genzoo.evaluation.extractors import FeatureExtractor, build_extractor
+from genzoo.evaluation.features import (
     SPLITS,
     FeatureSet,
     data_batches,
@@ -37,9 +37,9 @@ from zoo.evaluation.features import (
     normalized_samples,
     subset_indices,
 )
-from zoo.evaluation.reference import ReferenceCache, default_cache_dir, sample_fingerprint
-from zoo.evaluation.registry import METRICS, MetricInputs, MetricOptions, resolve_metric_names
-from zoo.ops.utils import isolated_rng, seeded
+from genzoo.evaluation.reference import ReferenceCache, default_cache_dir, sample_fingerprint
+from genzoo.evaluation.registry import METRICS, MetricInputs, MetricOptions, resolve_metric_names
+from genzoo.ops.utils import isolated_rng, seeded
 
 SAMPLE_NORMALIZATIONS = ("none", "minmax")
 
@@ -70,7 +70,7 @@ def generated_batches(model: Any, n: int, seed: int, batch_size: int, rank: int 
 class Evaluator:
     """Generated-vs-real metrics for any model with ``sample_latents``/``generate``/``value_range``.
 
-    ``metrics``: names registered with :func:`~zoo.evaluation.registry.register_metric`: ``fid``, ``kid``,
+    ``metrics``: names registered with :func:`~genzoo.evaluation.registry.register_metric`: ``fid``, ``kid``,
     ``inception_score`` (from the generated samples' Inception logits; ``inception`` extractor only),
     ``precision_recall`` (improved P/R), ``prd``, ``memorization`` (FlexAE's PMS in pixels and IMS in features;
     generated-to-train, train-to-train and test-to-train) and ``reconstruction_fid`` (FID of the model's
@@ -78,7 +78,7 @@ class Evaluator:
     ``reference_split="test"``; needs ``model.reconstruct``).
     ``n_reference=None`` uses the whole split. ``sample_normalization``: ``none``, or ``minmax`` (each generated
     sample and reconstruction rescaled to the full value range on its own before feature extraction, real images
-    untouched: FlexAE's protocol; :func:`~zoo.evaluation.features.normalized_samples`).
+    untouched: FlexAE's protocol; :func:`~genzoo.evaluation.features.normalized_samples`).
 
     The datamodule is used duck-typed: its ``<split>_set`` (after ``setup``), ``value_range``, ``num_workers``
     and ``identity()``, which keys the reference cache (a datamodule without one is not cached on disk)."""

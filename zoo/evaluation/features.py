@@ -11,9 +11,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from zoo.evaluation.collective import Collective, gather_in_order
-from zoo.evaluation.extractors import FeatureExtractor
-from zoo.ops.utils import seeded
+from genzoo.evaluation.collective import Collective, gather_in_order
+from genzoo.evaluation.extractors import FeatureExtractor
+from genzoo.ops.utils import seeded
 
 SPLITS = ("train", "val", "test")
 

@@ -1,6 +1,6 @@
 """Sample-quality metrics as pure functions on feature tensors ``(N, d)`` (NumPy arrays are converted).
 
-Nothing here knows about models, extractors or Lightning: the registered metrics of :mod:`zoo.evaluation.registry`
+Nothing here knows about models, extractors or Lightning: the registered metrics of :mod:`genzoo.evaluation.registry`
 and users' own scripts call these on features they extracted. Every function runs on the device of
 its inputs (so a GPU does the heavy lifting where there is one) and returns Python floats or CPU tensors.
 
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from zoo.ops.utils import seeded
+from genzoo.ops.utils import seeded
 
 
 def as_features(*features: Tensor | np.ndarray, min_samples: int = 2) -> tuple[Tensor, ...]:

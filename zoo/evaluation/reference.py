@@ -1,6 +1,6 @@
 """The on-disk cache of real-data features, keyed by everything that can change them.
 
-A key names the datamodule's :meth:`~datamodules.base.ZooDataModule.identity` (its class and every setting that
+A key names the datamodule's :meth:`~genzoo.datamodules.base.ZooDataModule.identity` (its class and every setting that
 can change its samples), the split, the subset, a fingerprint of the first and last selected samples (changed
 files or preprocessing) and the extractor's protocol (network, weights hash, preprocessing); a changed key
 recomputes, a corrupt file is ignored with a warning."""
@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from zoo.checkpoints import atomic_save, load_plain
-from zoo.evaluation.features import FeatureSet
+from genzoo.checkpoints import atomic_save, load_plain
+from genzoo.evaluation.features import FeatureSet
 
 CACHE_ENV = "GENZOO_CACHE_DIR"
 

@@ -1,4 +1,4 @@
-"""The metrics an :class:`~zoo.evaluation.Evaluator` can compute, one function each, after StyleGAN2-ADA's
+"""The metrics an :class:`~genzoo.evaluation.Evaluator` can compute, one function each, after StyleGAN2-ADA's
 ``metric_main.py``: a metric is a function from :class:`MetricInputs` to its values, registered under the name
 that ``Evaluation(metrics=[...])`` selects it by::
 
@@ -10,7 +10,7 @@ Values are logged as ``<prefix>/<value name>`` (``eval/mean_gap``). ``needs`` as
 the generated and reference features: ``"pixels"`` (8-bit samples beside the features), ``"logits"`` (the
 extractor's class logits of the generated samples, from the same pass: Inception only), ``"train"``/``"test"``
 (features of those whole splits, subset as the reference) and ``"reconstruction"`` (``model.reconstruct`` of the
-reference samples). The maths lives in :mod:`zoo.evaluation.metrics`."""
+reference samples). The maths lives in :mod:`genzoo.evaluation.metrics`."""
 
 from __future__ import annotations
 
@@ -21,15 +21,15 @@ from typing import Any
 
 import torch
 
-from zoo.evaluation import metrics as M
-from zoo.evaluation.features import FeatureSet
+from genzoo.evaluation import metrics as M
+from genzoo.evaluation.features import FeatureSet
 
 NEEDS = ("pixels", "logits", "train", "test", "reconstruction")
 
 
 @dataclass(kw_only=True)
 class MetricOptions:
-    """Metric settings; defaults are the reference implementations' (see :mod:`zoo.evaluation.metrics`).
+    """Metric settings; defaults are the reference implementations' (see :mod:`genzoo.evaluation.metrics`).
 
     ``kid_seed`` seeds KID's subset draws (not the run's seed): torch-fidelity's default, so that the same
     features give torch-fidelity's numbers."""

@@ -7,10 +7,10 @@
 
 Features (and, when a metric needs them, 8-bit pixels and Inception logits) are kept as torchmetrics states that
 gather across ranks (``dist_reduce_fx="cat"``); ``compute`` runs the registered metric functions
-(:mod:`zoo.evaluation.registry`), the same code the training callback uses, on rank order. Real features can be
+(:mod:`genzoo.evaluation.registry`), the same code the training callback uses, on rank order. Real features can be
 computed once and saved (:meth:`GenerativeMetrics.save_reference`), then loaded into any later metric
 (:meth:`GenerativeMetrics.load_reference`). Metrics that need whole datamodule splits or reconstructions
-(``memorization``, ``reconstruction_fid``) stay with :class:`~zoo.evaluation.Evaluator`.
+(``memorization``, ``reconstruction_fid``) stay with :class:`~genzoo.evaluation.Evaluator`.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from torch import nn
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from zoo.checkpoints import atomic_save, load_plain
-from zoo.evaluation.extractors import FeatureExtractor, build_extractor
-from zoo.evaluation.features import FeatureSet, quantised_pixels
-from zoo.evaluation.registry import METRICS, MetricInputs, MetricOptions, resolve_metric_names
+from genzoo.checkpoints import atomic_save, load_plain
+from genzoo.evaluation.extractors import FeatureExtractor, build_extractor
+from genzoo.evaluation.features import FeatureSet, quantised_pixels
+from genzoo.evaluation.registry import METRICS, MetricInputs, MetricOptions, resolve_metric_names
 
 #: inputs a torchmetrics object can hold itself (the rest need datamodule splits or a model)
 SUPPORTED_NEEDS = frozenset({"pixels", "logits"})
@@ -37,7 +37,7 @@ class GenerativeMetrics(Metric):
     against real samples, as a ``torchmetrics.Metric``.
 
     ``extractor``: a registry spec (``"inception"``, ``"vgg16"``, ``"classifier:fashion_mnist"``, ``"pixels"``) or a
-    :class:`~zoo.evaluation.extractors.FeatureExtractor`; ``value_range``: the range of the samples passed to
+    :class:`~genzoo.evaluation.extractors.FeatureExtractor`; ``value_range``: the range of the samples passed to
     :meth:`update` (what the model generates and the datamodule yields)."""
 
     full_state_update = False
@@ -54,7 +54,8 @@ class GenerativeMetrics(Metric):
         unsupported = {name: sorted(METRICS[name].needs - SUPPORTED_NEEDS) for name in self.metric_names
                        if METRICS[name].needs - SUPPORTED_NEEDS}
         if unsupported:
-            raise ValueError(f"metrics {unsupported} need datamodule splits or a model: use zoo.evaluation.Evaluator")
+            raise ValueError(f"metrics {unsupported} need datamodule splits or a model: use "
+                             "genzoo.evaluation.Evaluator")
         self.extractor = build_extractor(extractor) if isinstance(extractor, str) else extractor
         if not isinstance(self.extractor, nn.Module):
             raise TypeError(f"extractor must be a registry spec or a FeatureExtractor, got {type(extractor).__name__}")

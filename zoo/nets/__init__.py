@@ -1,13 +1,13 @@
 """Plain ``nn.Module`` networks. They know nothing of Lightning; models receive them through factories
 ``generator(latent_dim, data_shape, value_range)`` and ``critic(data_shape)`` chosen in the config."""
 
-from zoo.nets.common import output_activation
-from zoo.nets.dcgan import DCGANCritic, DCGANGenerator
-from zoo.nets.forms import DifferentialForm, Downsampler, FlatCritic, FlatGenerator, FlatOneForm
-from zoo.nets.infogan import InfoGANCritic, InfoGANDecoder, InfoGANEncoder, LucicInfoGANDecoder
-from zoo.nets.mlp import MLPCritic, MLPEncoder, MLPGenerator, MLPOneForm
-from zoo.nets.ocgan import OCGANCritic, OCGANGenerator
-from zoo.nets.wgan_gp import (
+from genzoo.nets.common import output_activation
+from genzoo.nets.dcgan import DCGANCritic, DCGANGenerator
+from genzoo.nets.forms import DifferentialForm, Downsampler, FlatCritic, FlatGenerator, FlatOneForm
+from genzoo.nets.infogan import InfoGANCritic, InfoGANDecoder, InfoGANEncoder, LucicInfoGANDecoder
+from genzoo.nets.mlp import MLPCritic, MLPEncoder, MLPGenerator, MLPOneForm
+from genzoo.nets.ocgan import OCGANCritic, OCGANGenerator
+from genzoo.nets.wgan_gp import (
     WGANGPCifarCritic,
     WGANGPCifarGenerator,
     WGANGPMnistCritic,

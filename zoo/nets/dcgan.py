@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from zoo.nets.common import dcgan_init_, norm_layer, output_activation
+from genzoo.nets.common import dcgan_init_, norm_layer, output_activation
 
 
 def dcgan_layout(data_shape: tuple[int, ...]) -> tuple[int, int, int]:

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.nets.common import output_activation
-from zoo.ops.flat import determinant
+from genzoo.nets.common import output_activation
+from genzoo.ops.flat import determinant
 
 #: (data_shape, form_shape) -> a 1-form network returning (B, prod(form_shape))
 OneFormFactory = Callable[[tuple[int, ...], tuple[int, ...]], nn.Module]

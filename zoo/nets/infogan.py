@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from zoo.nets.common import glorot_init_, output_activation
+from genzoo.nets.common import glorot_init_, output_activation
 
 
 def infogan_layout(data_shape: tuple[int, ...]) -> tuple[int, int]:

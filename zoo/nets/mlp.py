@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from zoo.nets.common import INITS, glorot_init_, output_activation
+from genzoo.nets.common import INITS, glorot_init_, output_activation
 
 ACTIVATIONS = ("relu", "leaky_relu")
 # ``normal_0.01``: every linear layer's weights N(0, 0.01²) and zero biases, as WAE's TF code (ops.linear with

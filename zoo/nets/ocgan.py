@@ -11,7 +11,7 @@ baseline). At 128 px with ``width=32`` the layout is the authors':
 
 Upsampling is the authors' nearest ×2 + 3x3 octave conv (``upsample="nearest"``) or a true transposed octave
 convolution (``"transposed"``, 4x4 stride 2, mirroring DCGAN). Downsampling uses the official stride-2 octave
-semantics (see :mod:`zoo.nets.octave`). The authors' code meant DCGAN's N(0, 0.02) initialisation but a bug
+semantics (see :mod:`genzoo.nets.octave`). The authors' code meant DCGAN's N(0, 0.02) initialisation but a bug
 left PyTorch's default; ``dcgan_init=True`` applies the intended one.
 
 The generator's ``eval_beta`` (β_H, β_L) is the β it samples with in eval mode, whatever the training β the
@@ -25,8 +25,8 @@ import math
 import torch
 from torch import nn
 
-from zoo.nets.common import dcgan_init_, output_activation
-from zoo.nets.octave import OctaveConv2d, OctaveConvTranspose2d, OctaveNormAct, OctaveUpsample, checked_beta
+from genzoo.nets.common import dcgan_init_, output_activation
+from genzoo.nets.octave import OctaveConv2d, OctaveConvTranspose2d, OctaveNormAct, OctaveUpsample, checked_beta
 
 SIZES = (32, 64, 128)
 

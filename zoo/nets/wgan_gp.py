@@ -25,7 +25,7 @@ import math
 import torch
 from torch import nn
 
-from zoo.nets.common import output_activation
+from genzoo.nets.common import output_activation
 
 
 def _image_channels(data_shape: tuple[int, ...], size: int, net: str) -> int:

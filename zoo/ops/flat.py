@@ -26,7 +26,7 @@ from typing import Literal
 import torch
 from torch.func import jvp, vmap
 
-from zoo.ops.utils import eval_mode, full_precision
+from genzoo.ops.utils import eval_mode, full_precision
 
 EXTERIOR_PENALTIES = ("bound", "exact")
 NUISANCE_DISTRIBUTIONS = ("gaussian", "uniform")
@@ -137,7 +137,7 @@ def comass_penalty(form: Callable[[torch.Tensor, torch.Tensor | None], torch.Ten
 def exterior_penalty(form, x: torch.Tensor, frames: torch.Tensor, variant: Literal["bound", "exact"] = "bound",
                      eps: float = 1e-12) -> torch.Tensor:
     """mean(max(‖dω(x)‖ − 1, 0)²) at the points ``x`` for a mixed form ω = f + ω_k
-    (:class:`zoo.nets.forms.DifferentialForm`), with a random (k+1)-frame per point.
+    (:class:`genzoo.nets.forms.DifferentialForm`), with a random (k+1)-frame per point.
 
     ``bound`` (the authors' choice, "closer to WGAN-GP"): |dω_k(v_0..v_k)| + (k+1)·mean_batch ‖∇f‖, an
     upper bound; the 0-form enters through its batch-mean gradient norm, a scalar. ``exact``: the

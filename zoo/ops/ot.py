@@ -33,7 +33,7 @@ import torch
 import torch.distributed as dist
 from torch.quasirandom import SobolEngine
 
-from zoo.checkpoints import atomic_save, load_plain
+from genzoo.checkpoints import atomic_save, load_plain
 
 Sampler = Literal["sobol", "scrambled_sobol", "random"]
 SAMPLERS = ("sobol", "scrambled_sobol", "random")

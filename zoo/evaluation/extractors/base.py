@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from zoo.checkpoints import load_plain
+from genzoo.checkpoints import load_plain
 
 EXTRACTORS: dict[str, Callable[[str | None], FeatureExtractor]] = {}
 

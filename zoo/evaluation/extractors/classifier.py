@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from zoo.checkpoints import atomic_save, load_plain
-from zoo.ops.utils import seeded
+from genzoo.checkpoints import atomic_save, load_plain
+from genzoo.ops.utils import seeded
 
 from .base import FeatureExtractor, file_sha256, register_extractor, to_unit_range
 

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from zoo.evaluation.extractors.base import FeatureExtractor, register_extractor, to_unit_range
+from genzoo.evaluation.extractors.base import FeatureExtractor, register_extractor, to_unit_range
 
 
 @register_extractor("pixels")

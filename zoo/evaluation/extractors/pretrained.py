@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from zoo.evaluation.extractors.base import (
+from genzoo.evaluation.extractors.base import (
     FeatureExtractor,
     file_sha256,
     load_state_dict_file,
