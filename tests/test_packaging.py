@@ -88,7 +88,10 @@ def test_a_user_project_with_its_own_callbacks_and_datamodules_uses_genzoo(tmp_p
 OLD_STYLE_CONFIG = """
 model:
   class_path: zoo.wgan.WGANGP
-  init_args: {latent_dim: 2, max_generator_steps: 2, generator: {class_path: zoo.nets.MLPGenerator, init_args: {width: 8}}}
+  init_args:
+    latent_dim: 2
+    max_generator_steps: 2
+    generator: {class_path: zoo.nets.MLPGenerator, init_args: {width: 8}}
 data:
   class_path: datamodules.Grid25
   init_args: {batch_size: 32, num_samples: 256}
