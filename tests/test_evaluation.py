@@ -166,13 +166,15 @@ class PrivatelyOffsetImages(SplitImages):
         return train, val, test
 
 
+def real_samples_extracted(dm, cache) -> int:
+    """Real samples the extractor saw in one evaluation of ``dm`` (0: the reference came from the cache)."""
+    CountingExtractor.seen = 0
+    Evaluator("counting", ("fid",), n_samples=30, n_reference=None, cache_dir=cache).evaluate(model_for(dm), dm)
+    return CountingExtractor.seen - 30
+
+
 def test_differently_configured_datamodules_never_share_a_reference_cache_entry(tmp_path):
     cache = tmp_path / "cache"
-
-    def real_samples_extracted(dm):  # 0: a cache hit
-        CountingExtractor.seen = 0
-        Evaluator("counting", ("fid",), n_samples=30, n_reference=None, cache_dir=cache).evaluate(model_for(dm), dm)
-        return CountingExtractor.seen - 30
 
     def configurations():  # fresh instances, each configured differently
         return [PrivatelyOffsetImages(), PrivatelyOffsetImages(offset=0.5), PrivatelyOffsetImages(seed=1),
@@ -182,10 +184,10 @@ def test_differently_configured_datamodules_never_share_a_reference_cache_entry(
     plain.setup(), offset.setup()
     indices = list(range(len(plain.train_set)))
     assert sample_fingerprint(plain.train_set, indices) == sample_fingerprint(offset.train_set, indices)
-    assert [real_samples_extracted(dm) for dm in configurations()] == [96] * 5
+    assert [real_samples_extracted(dm, cache) for dm in configurations()] == [96] * 5
     assert len(list(cache.glob("*.pt"))) == 5
-    assert [real_samples_extracted(dm) for dm in configurations()] == [0] * 5, "equal configurations share one"
-    assert real_samples_extracted(PrivatelyOffsetImages(0.5, batch_size=8)) == 0  # positional; batch size is neutral
+    assert [real_samples_extracted(dm, cache) for dm in configurations()] == [0] * 5, "equal configurations share one"
+    assert real_samples_extracted(PrivatelyOffsetImages(0.5, batch_size=8), cache) == 0  # positional; batch neutral
 
 
 class InMemoryImages(ImageDataModule):
@@ -199,16 +201,10 @@ class InMemoryImages(ImageDataModule):
 
 def test_the_download_flag_does_not_change_the_reference_cache_entry(tmp_path):
     cache = tmp_path / "cache"
-
-    def real_samples_extracted(dm):  # 0: a cache hit
-        CountingExtractor.seen = 0
-        Evaluator("counting", ("fid",), n_samples=30, n_reference=None, cache_dir=cache).evaluate(model_for(dm), dm)
-        return CountingExtractor.seen - 30
-
     assert InMemoryImages(download=True).identity() == InMemoryImages(download=False).identity()
-    assert real_samples_extracted(InMemoryImages(download=True)) == 96
-    assert real_samples_extracted(InMemoryImages(download=False)) == 0
-    assert real_samples_extracted(InMemoryImages(download=False, seed=1)) == 96  # the key still follows the data
+    assert real_samples_extracted(InMemoryImages(download=True), cache) == 96
+    assert real_samples_extracted(InMemoryImages(download=False), cache) == 0
+    assert real_samples_extracted(InMemoryImages(download=False, seed=1), cache) == 96  # the key still follows the data
     assert len(list(cache.glob("*.pt"))) == 2
 
 
