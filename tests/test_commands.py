@@ -84,6 +84,24 @@ def test_pt_and_npz_of_the_same_samples_give_the_same_numbers(tmp_path):
     assert given["fid"] == pt["fid"] and given["protocol"]["samples"]["value_range_from"] == "given"
 
 
+def test_saved_reference_features_stand_in_for_the_data(tmp_path):
+    """--save_reference writes the reference's features; --reference FILE gives the same numbers without the data."""
+    x = torch.rand(60, 1, 8, 8) * 2 - 1
+    torch.save(x, tmp_path / "s.pt")
+    base = ["--samples", str(tmp_path / "s.pt"), "--n_reference", "100", *QUICK]
+    from_data = evaluate([*base, "--data", "digits", "--save_reference", str(tmp_path / "digits.pt")])
+    from_file = evaluate([*base, "--reference", str(tmp_path / "digits.pt")])
+    assert from_file["fid"] == from_data["fid"] and from_file["precision"] == from_data["precision"]
+    assert from_file["protocol"]["datamodule"] == "saved features"
+    foreign = torch.load(tmp_path / "digits.pt", weights_only=True)
+    torch.save({**foreign, "protocol": {"extractor": "another"}}, tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match="another extractor protocol"):
+        evaluate([*base, "--reference", str(tmp_path / "foreign.pt")])
+    torch.save(x[:, :, :4], tmp_path / "small.pt")
+    with pytest.raises(ValueError, match=r"shape"):
+        evaluate(["--samples", str(tmp_path / "small.pt"), "--reference", str(tmp_path / "digits.pt"), *QUICK])
+
+
 def test_sampled_files_evaluate_like_the_checkpoint(checkpoint, tmp_path):
     common = ["--data", "digits", "--n_reference", "80", "--seed", "3", "--batch_size", "16", *QUICK]
     direct = evaluate(["--ckpt", str(checkpoint), "--n", "40", *common])

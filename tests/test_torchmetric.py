@@ -1,5 +1,5 @@
 """GenerativeMetrics: the zoo's metrics as a torchmetrics.Metric (cross-checked with torchmetrics' FID and KID,
-synced across 2 gloo processes, with saved reference features)."""
+synced across 2 gloo processes, with saved reference features; the Evaluator computes through it)."""
 
 import os
 import socket
@@ -74,9 +74,12 @@ def test_saved_reference_features_give_the_same_values(tmp_path):
         mismatched.load_reference(tmp_path / "foreign.pt")
 
 
-def test_unsupported_metrics_and_missing_samples_are_clear_errors():
-    with pytest.raises(ValueError, match="need datamodule splits or a model"):
-        GenerativeMetrics(["memorization"], extractor="pixels")
+def test_missing_samples_and_logits_are_clear_errors():
+    memorization = GenerativeMetrics(["memorization"], extractor="pixels")
+    memorization.update(samples(0), real=True)
+    memorization.update(samples(1), real=False)
+    with pytest.raises(ValueError, match=r"at least 2 train samples .* update\(x, role='train'\)"):
+        memorization.compute()
     with pytest.raises(ValueError, match="need class logits"):
         GenerativeMetrics(["inception_score"], extractor="pixels")
     metric = GenerativeMetrics(["fid"], extractor="pixels")
@@ -115,3 +118,20 @@ def test_two_gloo_processes_sync_to_the_single_process_values():
     for rank in range(2):
         for name, value in expected.items():
             assert results[rank][name] == pytest.approx(value, rel=1e-5, abs=1e-9), (rank, name)
+
+
+def test_memorization_with_train_and_test_roles_equals_the_evaluators_function():
+    from genzoo.evaluation import FeatureSet, MetricInputs
+    from genzoo.evaluation.registry import METRICS
+
+    metric = GenerativeMetrics(["memorization"], extractor="pixels")
+    pixels = build_extractor("pixels")
+    sets = {"real": samples(0), "fake": samples(1, shift=0.3), "train": samples(2), "test": samples(3)}
+    for role, x in sets.items():
+        metric.update(x, role=role)
+    as_sets = {role: FeatureSet(pixels(x, (-1.0, 1.0)), ((x + 1) / 2 * 255).round().to(torch.uint8))
+               for role, x in sets.items()}
+    inputs = MetricInputs(as_sets["fake"], as_sets["real"], MetricOptions(), 0, "reference",
+                          {"train": as_sets["train"], "test": as_sets["test"]})
+    expected = METRICS["memorization"].function(inputs)
+    assert metric.compute() == pytest.approx(expected, rel=1e-6)

@@ -9,8 +9,9 @@ Samples (``--samples``): a folder of images (PNG/JPG/..., searched recursively, 
 file (a tensor, or a dict holding ``--key`` or ``samples``) or an ``.npz``/``.npy`` array (the first array or
 ``--key``); NCHW, or NHWC for images. Their value range is ``--value_range LOW,HIGH`` or inferred: uint8 is
 [0, 255], floats within [0, 1] are [0, 1] and within [-1, 1] are [-1, 1]; the JSON's ``protocol.samples`` says
-which was used. Reference: a datamodule split (``--data NAME --reference_split``) or a folder of images
-(``--reference DIR``); the samples' shape must be the reference's.
+which was used. Reference: a datamodule split (``--data NAME --reference_split``), a folder of images
+(``--reference DIR``) or reference features saved by an earlier run (``--save_reference FILE``, then
+``--reference FILE``; also ``GenerativeMetrics.save_reference``); the samples' shape must be the reference's.
 
 With ``--ckpt`` the model class comes from the checkpoint (``--model`` overrides it for checkpoints written before
 genzoo recorded it) and the protocol is the training callback's (:class:`genzoo.evaluation.Evaluator`), so the numbers
@@ -33,7 +34,8 @@ from torch.utils.data import Dataset
 
 from genzoo.checkpoints import load_plain
 from genzoo.commands import default_device, load_model
-from genzoo.evaluation import METRICS, SAMPLE_NORMALIZATIONS, Evaluator, MetricOptions, default_cache_dir
+from genzoo.evaluation import METRICS, SAMPLE_NORMALIZATIONS, Evaluator, FeatureSet, MetricOptions, default_cache_dir
+from genzoo.evaluation.torchmetric import load_reference_features, save_reference_features
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 ARRAY_SUFFIXES = (".pt", ".pth", ".npz", ".npy")
@@ -49,7 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     source.add_argument("--samples", help="a folder of images, or a .pt/.npz/.npy file of samples")
     reference = parser.add_mutually_exclusive_group(required=True)
     reference.add_argument("--data", choices=sorted(BY_NAME), help="the real data to compare with (a datamodule)")
-    reference.add_argument("--reference", help="a folder of real images to compare with")
+    reference.add_argument("--reference", help="a folder of real images to compare with, or a reference-features file "
+                           "(written by --save_reference or GenerativeMetrics.save_reference)")
     parser.add_argument("--data_dir", default="data")
     parser.add_argument("--image_size", type=int, default=None,
                         help="for datamodules that resize (must match the samples)")
@@ -81,6 +84,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--prd_runs", type=int, default=10)
     parser.add_argument("--prd_clusters", type=int, default=20, help="PRD needs 10 samples per cluster in each set")
     parser.add_argument("--prd_plot", default=None, help="write the PRD curve to this PNG (needs the prd metric)")
+    parser.add_argument("--save_reference", default=None,
+                        help="write the reference's features to this file, for later --reference FILE runs")
     args = parser.parse_args(argv)
     if args.prd_plot and "prd" not in args.metrics.split(","):
         parser.error("--prd_plot needs the prd metric in --metrics")
@@ -252,8 +257,25 @@ class FolderReference:
 
 # ---- the command -------------------------------------------------------------------------------------------
 
+class SavedReference:
+    """Reference features saved earlier, standing in for a datamodule (only its ``data_shape`` is read)."""
+
+    def __init__(self, path: str, features: FeatureSet, data_shape: tuple[int, ...] | None) -> None:
+        if data_shape is None:
+            raise ValueError(f"{path} does not record the shape of its samples: save it again with --save_reference")
+        self.path, self.features, self.data_shape = path, features, data_shape
+
+
 def reference_for(args: argparse.Namespace, value_range: tuple[float, float] | None) -> tuple[Any, str]:
     """The reference "datamodule" and its name for messages."""
+    if args.reference and Path(args.reference).is_file():
+        evaluator = build_evaluator(args, n=2)  # only its extractor's protocol and the metrics' needs are read
+        features, shape = load_reference_features(args.reference, evaluator.feature_extractor.protocol(),
+                                                  evaluator.keeps_pixels)
+        if evaluator.needs & {"train", "test", "reconstruction"}:
+            raise ValueError(f"metrics {args.metrics} need datamodule splits; saved features ({args.reference}) "
+                             "hold the reference only")
+        return SavedReference(args.reference, features, shape), f"features {args.reference}"
     if args.reference:
         return FolderReference(args.reference), f"folder {args.reference}"
     from genzoo.datamodules import build_datamodule
@@ -261,6 +283,14 @@ def reference_for(args: argparse.Namespace, value_range: tuple[float, float] | N
     datamodule = build_datamodule(args.data, data_dir=args.data_dir, image_size=args.image_size,
                                   value_range=value_range)
     return datamodule, f"--data {args.data}"
+
+
+def build_evaluator(args: argparse.Namespace, n: int) -> Evaluator:
+    options = MetricOptions(kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
+                            prd_clusters=args.prd_clusters, prd_runs=args.prd_runs)
+    return Evaluator(args.extractor, tuple(m for m in args.metrics.split(",") if m), n, args.reference_split,
+                     args.n_reference or None, args.batch_size, args.seed, args.cache_dir or None, options,
+                     args.sample_normalization)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -296,12 +326,13 @@ def main(argv: list[str] | None = None) -> dict:
         described = {"path": args.samples, "given": len(samples), "dtype": str(raw.dtype).removeprefix("torch."),
                      "value_range": list(value_range), "value_range_from": chosen_by, "layout": layout}
     record["data" if args.data else "reference"] = args.data or args.reference
-    options = MetricOptions(kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
-                            prd_clusters=args.prd_clusters, prd_runs=args.prd_runs)
-    evaluator = Evaluator(args.extractor, tuple(m for m in args.metrics.split(",") if m), n,
-                          args.reference_split, args.n_reference or None, args.batch_size, args.seed,
-                          args.cache_dir or None, options, args.sample_normalization)
-    result = evaluator.evaluate(model, datamodule, torch.device(args.device))
+    evaluator = build_evaluator(args, n)
+    saved = datamodule.features if isinstance(datamodule, SavedReference) else None
+    result = evaluator.evaluate(model, datamodule, torch.device(args.device), reference=saved)
+    if args.save_reference:
+        save_reference_features(args.save_reference, evaluator.last_reference, evaluator.feature_extractor.protocol(),
+                                tuple(datamodule.data_shape))
+        record["saved_reference"] = args.save_reference
     protocol = dict(result.protocol)
     if described is not None:
         protocol["samples"] = described

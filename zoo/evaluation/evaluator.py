@@ -38,7 +38,8 @@ from genzoo.evaluation.features import (
     subset_indices,
 )
 from genzoo.evaluation.reference import ReferenceCache, default_cache_dir, sample_fingerprint
-from genzoo.evaluation.registry import METRICS, MetricInputs, MetricOptions, resolve_metric_names
+from genzoo.evaluation.registry import METRICS, MetricOptions, resolve_metric_names
+from genzoo.evaluation.torchmetric import GenerativeMetrics
 from genzoo.ops.utils import isolated_rng, seeded
 
 SAMPLE_NORMALIZATIONS = ("none", "minmax")
@@ -112,6 +113,7 @@ class Evaluator:
         self._real: dict[tuple[str, bool], FeatureSet] = {}
         self._memo: dict[str, Any] = {}  # the metrics' memo (MetricInputs.memo)
         self._memo_owner: int | None = None
+        self.last_reference: FeatureSet | None = None
 
     @property
     def feature_extractor(self) -> FeatureExtractor:
@@ -215,7 +217,9 @@ class Evaluator:
 
     # ---- metrics -------------------------------------------------------------------------------------------
     def evaluate(self, model: Any, datamodule: Any, device: torch.device | None = None,
-                 collective: Collective | None = None) -> EvaluationResult:
+                 collective: Collective | None = None, reference: FeatureSet | None = None) -> EvaluationResult:
+        """The metrics of ``model``'s samples against ``datamodule``'s reference split, or against ``reference``
+        features computed earlier (saved statistics); :attr:`last_reference` keeps the reference used."""
         start = time.perf_counter()
         if self._memo_owner != id(datamodule):  # in-memory reference features belong to one datamodule
             self._real, self._memo, self._memo_owner = {}, {}, id(datamodule)
@@ -225,7 +229,9 @@ class Evaluator:
         extra: dict[str, FeatureSet] = {}
         if "reconstruction" in needs:  # first: a model without reconstruct() fails before any work
             extra["reconstruction"] = self.reconstructed_features(model, datamodule, device, collective)
-        real = self.real_features(datamodule, self.reference_split, device, collective)
+        real = reference if reference is not None else self.real_features(datamodule, self.reference_split, device,
+                                                                           collective)
+        self.last_reference = real
         fake = self.generated_features(model, device, collective)
         for split in ("train", "test"):
             if split in needs:
@@ -237,7 +243,7 @@ class Evaluator:
             except ValueError as error:
                 raise ValueError(f"evaluating {len(fake.features)} generated against {len(real.features)} "
                                  f"{self.reference_split} samples: {error}") from error
-            result.protocol["datamodule"] = class_path(datamodule)
+            result.protocol["datamodule"] = class_path(datamodule) if reference is None else "saved features"
         result = collective.broadcast(result)
         result.seconds = time.perf_counter() - start
         return result
@@ -248,9 +254,11 @@ class Evaluator:
                                     "n_generated": len(fake.features), "reference_split": self.reference_split,
                                     "n_reference": len(real.features), "seed": self.seed,
                                     "sample_normalization": self.sample_normalization}
-        inputs = MetricInputs(fake, real, self.options, self.seed, self.reference_split, extra, self._memo, protocol)
-        values: dict[str, float] = {}
-        for name, metric in METRICS.items():
-            if name in self.metrics:
-                values.update(metric.function(inputs))
-        return EvaluationResult(values, protocol, inputs.curves.get("prd"))
+        # the features are gathered already (in rank order, rank zero only): no torchmetrics sync
+        metric = GenerativeMetrics(self.metrics, self.feature_extractor, options=self.options, seed=self.seed,
+                                   reference_split=self.reference_split, memo=self._memo, protocol=protocol,
+                                   sync_on_compute=False)
+        for role, features in (("fake", fake), ("real", real), *extra.items()):
+            metric.add_features(features, role)
+        values = metric.compute()
+        return EvaluationResult(values, metric.protocol, metric.curves.get("prd"))

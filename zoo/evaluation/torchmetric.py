@@ -7,10 +7,12 @@
 
 Features (and, when a metric needs them, 8-bit pixels and Inception logits) are kept as torchmetrics states that
 gather across ranks (``dist_reduce_fx="cat"``); ``compute`` runs the registered metric functions
-(:mod:`genzoo.evaluation.registry`), the same code the training callback uses, on rank order. Real features can be
-computed once and saved (:meth:`GenerativeMetrics.save_reference`), then loaded into any later metric
-(:meth:`GenerativeMetrics.load_reference`). Metrics that need whole datamodule splits or reconstructions
-(``memorization``, ``reconstruction_fid``) stay with :class:`~genzoo.evaluation.Evaluator`.
+(:mod:`genzoo.evaluation.registry`). The training callback's :class:`~genzoo.evaluation.Evaluator` computes through
+this same object (it adds the features it extracted and gathered itself), so there is one implementation. Real
+features can be computed once and saved (:meth:`GenerativeMetrics.save_reference`), then loaded into any later
+metric (:meth:`GenerativeMetrics.load_reference`). Metrics that compare with more than the reference take those
+samples as roles: ``update(x, role="train")``, ``"test"`` (``memorization``) and ``"reconstruction"``
+(``reconstruction_fid``).
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from genzoo.evaluation.extractors import FeatureExtractor, build_extractor
 from genzoo.evaluation.features import FeatureSet, quantised_pixels
 from genzoo.evaluation.registry import METRICS, MetricInputs, MetricOptions, resolve_metric_names
 
-#: inputs a torchmetrics object can hold itself (the rest need datamodule splits or a model)
-SUPPORTED_NEEDS = frozenset({"pixels", "logits"})
+#: the sample sets a metric can compare: generated, the reference, and what some metrics need besides
+ROLES = ("fake", "real", "train", "test", "reconstruction")
 
 
 class GenerativeMetrics(Metric):
@@ -45,17 +47,13 @@ class GenerativeMetrics(Metric):
 
     def __init__(self, metrics: Sequence[str] = ("fid",), extractor: str | FeatureExtractor = "inception",
                  value_range: tuple[float, float] = (-1.0, 1.0), options: MetricOptions | None = None,
-                 seed: int = 0, **kwargs) -> None:
+                 seed: int = 0, reference_split: str = "reference", memo: dict | None = None,
+                 protocol: dict | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.metric_names = resolve_metric_names(metrics)
         unknown = sorted(set(self.metric_names) - set(METRICS))
         if unknown or not self.metric_names:
             raise ValueError(f"unknown or no metrics {unknown or list(metrics)}; choose from {list(METRICS)}")
-        unsupported = {name: sorted(METRICS[name].needs - SUPPORTED_NEEDS) for name in self.metric_names
-                       if METRICS[name].needs - SUPPORTED_NEEDS}
-        if unsupported:
-            raise ValueError(f"metrics {unsupported} need datamodule splits or a model: use "
-                             "genzoo.evaluation.Evaluator")
         self.extractor = build_extractor(extractor) if isinstance(extractor, str) else extractor
         if not isinstance(self.extractor, nn.Module):
             raise TypeError(f"extractor must be a registry spec or a FeatureExtractor, got {type(extractor).__name__}")
@@ -63,60 +61,97 @@ class GenerativeMetrics(Metric):
         if "logits" in needs and not getattr(self.extractor, "gives_logits", False):
             raise ValueError(f"metrics {list(self.metric_names)} need class logits, which this extractor does not "
                              "give: use extractor='inception'")
+        self.needs = needs
         self.keep_pixels, self.keep_logits = "pixels" in needs, "logits" in needs
         self.value_range = (float(value_range[0]), float(value_range[1]))
         self.options = options or MetricOptions()
         self.seed = seed
-        for side in ("real", "fake"):
+        self.reference_split = reference_split
+        self.memo = memo if memo is not None else {}  # values fixed by the data alone (memorisation baselines)
+        self.base_protocol = dict(protocol or {})
+        self.data_shape: tuple[int, ...] | None = None  # of the samples given to update()
+        self.protocol: dict = {}  # what the last compute() did, and its curves (PRD)
+        self.curves: dict = {}
+        for role in ROLES:
             for kind in ("features", "pixels", "logits"):
-                self.add_state(f"{side}_{kind}", default=[], dist_reduce_fx="cat")
+                self.add_state(f"{role}_{kind}", default=[], dist_reduce_fx="cat")
 
     @torch.no_grad()
-    def update(self, x: torch.Tensor, real: bool) -> None:
-        """Extract and keep the features of a batch of samples (``real`` or generated)."""
-        side = "real" if real else "fake"
-        if self.keep_logits and not real:
+    def update(self, x: torch.Tensor, real: bool | None = None, role: str | None = None) -> None:
+        """Extract and keep the features of a batch of samples: ``real=True`` (the reference), ``real=False``
+        (generated) or one of :data:`ROLES` by name."""
+        role = role or ("real" if real else "fake")
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        self.data_shape = tuple(x.shape[1:])
+        logits = None
+        if self.keep_logits and role == "fake":
             features, logits = self.extractor.with_logits(x, self.value_range)
-            getattr(self, f"{side}_logits").append(logits.float())
         else:
             features = self.extractor(x, self.value_range)
-        getattr(self, f"{side}_features").append(features.float())
-        if self.keep_pixels:
-            getattr(self, f"{side}_pixels").append(quantised_pixels(x, self.value_range).to(features.device))
+        pixels = quantised_pixels(x, self.value_range).to(features.device) if self.keep_pixels else None
+        self.add_features(FeatureSet(features.float(), pixels, None if logits is None else logits.float()), role)
 
-    def feature_set(self, side: str) -> FeatureSet:
-        states = [getattr(self, f"{side}_{kind}") for kind in ("features", "pixels", "logits")]
+    def add_features(self, features: FeatureSet, role: str) -> None:
+        """Features extracted elsewhere (with this metric's extractor), e.g. gathered by the Evaluator."""
+        for kind in ("features", "pixels", "logits"):
+            value = getattr(features, kind)
+            if value is not None:
+                getattr(self, f"{role}_{kind}").append(value)
+
+    def feature_set(self, role: str) -> FeatureSet:
+        states = [getattr(self, f"{role}_{kind}") for kind in ("features", "pixels", "logits")]
         tensors = [dim_zero_cat(state) if isinstance(state, torch.Tensor) or state else None for state in states]
         if tensors[0] is None or len(tensors[0]) < 2:
-            raise ValueError(f"GenerativeMetrics needs at least 2 {side} samples before compute(): call "
-                             f"update(x, real={side == 'real'}) first")
+            how = {"real": "update(x, real=True)", "fake": "update(x, real=False)"}.get(role,
+                                                                                     f"update(x, role={role!r})")
+            raise ValueError(f"GenerativeMetrics needs at least 2 {role} samples before compute(): call {how} first")
         return FeatureSet(*tensors)
 
     def compute(self) -> dict[str, float]:
+        extra = {role: self.feature_set(role) for role in ("train", "test", "reconstruction") if role in self.needs}
+        protocol = dict(self.base_protocol)
         inputs = MetricInputs(self.feature_set("fake"), self.feature_set("real"), self.options, self.seed,
-                              reference_split="update")
+                              self.reference_split, extra, self.memo, protocol)
         values: dict[str, float] = {}
-        for name in self.metric_names:
-            values.update(METRICS[name].function(inputs))
+        for name, metric in METRICS.items():  # registration order, whatever order they were asked in
+            if name in self.metric_names:
+                values.update(metric.function(inputs))
+        self.protocol, self.curves = inputs.protocol, inputs.curves
         return values
 
     # ---- pre-computed reference statistics ------------------------------------------------------------------
     def save_reference(self, path: str | Path) -> None:
         """The real features (and pixels) gathered so far, with the extractor's protocol, to ``path``."""
-        real = self.feature_set("real")
-        atomic_save({"protocol": self.extractor.protocol(), "features": real.features.cpu(),
-                     "pixels": None if real.pixels is None else real.pixels.cpu()}, path)
+        save_reference_features(path, self.feature_set("real"), self.extractor.protocol(), self.data_shape)
 
     def load_reference(self, path: str | Path) -> None:
-        """Real features saved by :meth:`save_reference`, replacing any real samples given so far; the extractor's
-        protocol must match the one they were computed with."""
-        saved = load_plain(path)
-        if saved.get("protocol") != self.extractor.protocol():
-            raise ValueError(f"{path} holds features of another extractor protocol ({saved.get('protocol')}); this "
-                             f"metric uses {self.extractor.protocol()}")
-        if self.keep_pixels and saved.get("pixels") is None:
-            raise ValueError(f"{path} holds no pixels, which {list(self.metric_names)} need")
+        """Real features saved by :meth:`save_reference` (or ``zoo evaluate --save_reference``), replacing any real
+        samples given so far; the extractor's protocol must match the one they were computed with."""
+        real, _ = load_reference_features(path, self.extractor.protocol(), self.keep_pixels)
         device = self.device
-        self.real_features = [saved["features"].to(device)]
-        self.real_pixels = [saved["pixels"].to(device)] if self.keep_pixels else []
+        self.real_features = [real.features.to(device)]
+        self.real_pixels = [real.pixels.to(device)] if self.keep_pixels else []
         self.real_logits = []
+
+
+def save_reference_features(path: str | Path, real: FeatureSet, protocol: dict, data_shape: tuple | None) -> None:
+    """Reference features as a plain-tensor file: reusable by :class:`GenerativeMetrics` and ``zoo evaluate``."""
+    atomic_save({"protocol": protocol, "data_shape": None if data_shape is None else list(data_shape),
+                 "features": real.features.cpu(), "pixels": None if real.pixels is None else real.pixels.cpu()}, path)
+
+
+def load_reference_features(path: str | Path, protocol: dict, need_pixels: bool) -> tuple[FeatureSet, tuple | None]:
+    """``(features, data_shape)`` saved by :func:`save_reference_features`, checked against the extractor's
+    ``protocol``; errors name the file."""
+    saved = load_plain(path)
+    if not isinstance(saved, dict) or "features" not in saved:
+        raise ValueError(f"{path} is not a reference-features file (save one with GenerativeMetrics.save_reference "
+                         "or `zoo evaluate ... --save_reference PATH`)")
+    if saved.get("protocol") != protocol:
+        raise ValueError(f"{path} holds features of another extractor protocol ({saved.get('protocol')}); this "
+                         f"evaluation uses {protocol}")
+    if need_pixels and saved.get("pixels") is None:
+        raise ValueError(f"{path} holds no pixels, which the requested metrics need")
+    shape = saved.get("data_shape")
+    return FeatureSet(saved["features"], saved.get("pixels")), tuple(shape) if shape is not None else None
