@@ -214,7 +214,7 @@ class GenerativeModel(L.LightningModule):
         return self._rng.manual_seed(key)
 
     def training_batch(self, batch: Any) -> dict[str, torch.Tensor]:
-        """The checked batch without its labels (the zoo's models are unconditional)."""
+        """The checked batch without its labels (the zoo's models are unconditional); held-out batches too."""
         return {k: v for k, v in self.checked_batch(batch).items() if k != "label"}
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
@@ -309,9 +309,8 @@ class GenerativeModel(L.LightningModule):
 
     @torch.no_grad()
     def _log_held_out(self, stage: str, batch: Any, batch_idx: int) -> None:
-        batch = {k: v for k, v in self.checked_batch(batch).items() if k != "label"}
-        generator = torch.Generator(device=self.device).manual_seed(batch_idx)
-        terms = self.held_out_terms(batch, generator)
+        batch = self.training_batch(batch)
+        terms = self.held_out_terms(batch, seeded(batch_idx, self.device))
         self.log_dict({f"{stage}/{name}": value.float() for name, value in terms.items()}, on_step=False,
                       on_epoch=True, sync_dist=True, batch_size=len(batch["x"]))
 

@@ -192,7 +192,8 @@ def legacy_module_names() -> Iterator[None]:
     finally:
         sys.meta_path.remove(finder)
         for name in set(sys.modules) - before:
-            if name.partition(".")[0] in LEGACY_MODULES:
+            # only the aliases (genzoo's modules under an old name): a user's own package imported meanwhile stays
+            if name.partition(".")[0] in LEGACY_MODULES and sys.modules[name].__name__ != name:
                 del sys.modules[name]
 
 

@@ -34,8 +34,12 @@ from torch.utils.data import Dataset
 
 from genzoo.checkpoints import load_plain
 from genzoo.commands import default_device, load_model
-from genzoo.evaluation import METRICS, SAMPLE_NORMALIZATIONS, Evaluator, FeatureSet, MetricOptions, default_cache_dir
-from genzoo.evaluation.torchmetric import load_reference_features, save_reference_features
+from genzoo.evaluation import METRICS, SAMPLE_NORMALIZATIONS, Evaluator, MetricOptions, default_cache_dir
+from genzoo.evaluation.torchmetric import (
+    check_reference_features,
+    load_reference_features,
+    save_reference_features,
+)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 ARRAY_SUFFIXES = (".pt", ".pth", ".npz", ".npy")
@@ -258,24 +262,27 @@ class FolderReference:
 # ---- the command -------------------------------------------------------------------------------------------
 
 class SavedReference:
-    """Reference features saved earlier, standing in for a datamodule (only its ``data_shape`` is read)."""
+    """Reference features saved earlier, standing in for a datamodule (only its ``data_shape`` is read); their
+    protocol is checked against the evaluator's extractor by :meth:`check`."""
 
-    def __init__(self, path: str, features: FeatureSet, data_shape: tuple[int, ...] | None) -> None:
-        if data_shape is None:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.features, self.data_shape, self.protocol = load_reference_features(path)
+        if self.data_shape is None:
             raise ValueError(f"{path} does not record the shape of its samples: save it again with --save_reference")
-        self.path, self.features, self.data_shape = path, features, data_shape
+
+    def check(self, evaluator: Evaluator, metrics: str) -> None:
+        if evaluator.needs & {"train", "test", "reconstruction"}:
+            raise ValueError(f"metrics {metrics} need datamodule splits; saved features ({self.path}) hold the "
+                             "reference only")
+        check_reference_features(self.path, self.features, self.protocol, evaluator.feature_extractor.protocol(),
+                                 evaluator.keeps_pixels)
 
 
 def reference_for(args: argparse.Namespace, value_range: tuple[float, float] | None) -> tuple[Any, str]:
     """The reference "datamodule" and its name for messages."""
     if args.reference and Path(args.reference).is_file():
-        evaluator = build_evaluator(args, n=2)  # only its extractor's protocol and the metrics' needs are read
-        features, shape = load_reference_features(args.reference, evaluator.feature_extractor.protocol(),
-                                                  evaluator.keeps_pixels)
-        if evaluator.needs & {"train", "test", "reconstruction"}:
-            raise ValueError(f"metrics {args.metrics} need datamodule splits; saved features ({args.reference}) "
-                             "hold the reference only")
-        return SavedReference(args.reference, features, shape), f"features {args.reference}"
+        return SavedReference(args.reference), f"features {args.reference}"
     if args.reference:
         return FolderReference(args.reference), f"folder {args.reference}"
     from genzoo.datamodules import build_datamodule
@@ -327,7 +334,10 @@ def main(argv: list[str] | None = None) -> dict:
                      "value_range": list(value_range), "value_range_from": chosen_by, "layout": layout}
     record["data" if args.data else "reference"] = args.data or args.reference
     evaluator = build_evaluator(args, n)
-    saved = datamodule.features if isinstance(datamodule, SavedReference) else None
+    saved = None
+    if isinstance(datamodule, SavedReference):
+        datamodule.check(evaluator, args.metrics)
+        saved = datamodule.features
     result = evaluator.evaluate(model, datamodule, torch.device(args.device), reference=saved)
     if args.save_reference:
         save_reference_features(args.save_reference, evaluator.last_reference, evaluator.feature_extractor.protocol(),

@@ -38,7 +38,7 @@ from genzoo.evaluation.features import (
     subset_indices,
 )
 from genzoo.evaluation.reference import ReferenceCache, default_cache_dir, sample_fingerprint
-from genzoo.evaluation.registry import METRICS, MetricOptions, resolve_metric_names
+from genzoo.evaluation.registry import METRICS, MetricOptions, checked_metric_names, metric_needs
 from genzoo.evaluation.torchmetric import GenerativeMetrics
 from genzoo.ops.utils import isolated_rng, seeded
 
@@ -99,10 +99,7 @@ class Evaluator:
         if self.sample_normalization not in SAMPLE_NORMALIZATIONS:
             raise ValueError(f"sample_normalization must be one of {SAMPLE_NORMALIZATIONS}, got "
                              f"{self.sample_normalization!r}")
-        self.metrics = resolve_metric_names(self.metrics)
-        unknown = sorted(set(self.metrics) - set(METRICS))
-        if unknown or not self.metrics:
-            raise ValueError(f"unknown or no metrics {unknown or list(self.metrics)}; choose from {list(METRICS)}")
+        self.metrics = checked_metric_names(self.metrics)
         if self.n_samples < 2 or self.batch_size < 1 or (self.n_reference is not None and self.n_reference < 2):
             raise ValueError(f"need n_samples >= 2, n_reference >= 2 (or None) and batch_size >= 1; got "
                              f"{self.n_samples}, {self.n_reference}, {self.batch_size}")
@@ -129,7 +126,7 @@ class Evaluator:
     @property
     def needs(self) -> frozenset[str]:
         """What the requested metrics need beyond generated and reference features."""
-        return frozenset().union(*(METRICS[name].needs for name in self.metrics))
+        return metric_needs(self.metrics)
 
     @property
     def keeps_pixels(self) -> bool:

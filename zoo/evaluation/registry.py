@@ -103,6 +103,20 @@ def resolve_metric_names(names: Sequence[str]) -> tuple[str, ...]:
     return tuple(resolved)
 
 
+def checked_metric_names(names: Sequence[str]) -> tuple[str, ...]:
+    """:func:`resolve_metric_names`, then every name must be registered (and there must be one)."""
+    resolved = resolve_metric_names(names)
+    unknown = sorted(set(resolved) - set(METRICS))
+    if unknown or not resolved:
+        raise ValueError(f"unknown or no metrics {unknown or list(names)}; choose from {list(METRICS)}")
+    return resolved
+
+
+def metric_needs(names: Sequence[str]) -> frozenset[str]:
+    """What the named metrics need beyond generated and reference features (:data:`NEEDS`)."""
+    return frozenset().union(*(METRICS[name].needs for name in names))
+
+
 # ---------------------------------------------------------------------------------------------------- metrics
 
 @register_metric("fid")

@@ -28,7 +28,7 @@ from torchmetrics.utilities import dim_zero_cat
 from genzoo.checkpoints import atomic_save, load_plain
 from genzoo.evaluation.extractors import FeatureExtractor, build_extractor
 from genzoo.evaluation.features import FeatureSet, quantised_pixels
-from genzoo.evaluation.registry import METRICS, MetricInputs, MetricOptions, resolve_metric_names
+from genzoo.evaluation.registry import METRICS, MetricInputs, MetricOptions, checked_metric_names, metric_needs
 
 #: the sample sets a metric can compare: generated, the reference, and what some metrics need besides
 ROLES = ("fake", "real", "train", "test", "reconstruction")
@@ -50,14 +50,11 @@ class GenerativeMetrics(Metric):
                  seed: int = 0, reference_split: str = "reference", memo: dict | None = None,
                  protocol: dict | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.metric_names = resolve_metric_names(metrics)
-        unknown = sorted(set(self.metric_names) - set(METRICS))
-        if unknown or not self.metric_names:
-            raise ValueError(f"unknown or no metrics {unknown or list(metrics)}; choose from {list(METRICS)}")
+        self.metric_names = checked_metric_names(metrics)
         self.extractor = build_extractor(extractor) if isinstance(extractor, str) else extractor
         if not isinstance(self.extractor, nn.Module):
             raise TypeError(f"extractor must be a registry spec or a FeatureExtractor, got {type(extractor).__name__}")
-        needs = frozenset().union(*(METRICS[name].needs for name in self.metric_names))
+        needs = metric_needs(self.metric_names)
         if "logits" in needs and not getattr(self.extractor, "gives_logits", False):
             raise ValueError(f"metrics {list(self.metric_names)} need class logits, which this extractor does not "
                              "give: use extractor='inception'")
@@ -128,7 +125,8 @@ class GenerativeMetrics(Metric):
     def load_reference(self, path: str | Path) -> None:
         """Real features saved by :meth:`save_reference` (or ``zoo evaluate --save_reference``), replacing any real
         samples given so far; the extractor's protocol must match the one they were computed with."""
-        real, _ = load_reference_features(path, self.extractor.protocol(), self.keep_pixels)
+        real, _, saved_protocol = load_reference_features(path)
+        check_reference_features(path, real, saved_protocol, self.extractor.protocol(), self.keep_pixels)
         device = self.device
         self.real_features = [real.features.to(device)]
         self.real_pixels = [real.pixels.to(device)] if self.keep_pixels else []
@@ -141,17 +139,23 @@ def save_reference_features(path: str | Path, real: FeatureSet, protocol: dict, 
                  "features": real.features.cpu(), "pixels": None if real.pixels is None else real.pixels.cpu()}, path)
 
 
-def load_reference_features(path: str | Path, protocol: dict, need_pixels: bool) -> tuple[FeatureSet, tuple | None]:
-    """``(features, data_shape)`` saved by :func:`save_reference_features`, checked against the extractor's
-    ``protocol``; errors name the file."""
+def load_reference_features(path: str | Path) -> tuple[FeatureSet, tuple | None, dict | None]:
+    """``(features, data_shape, extractor protocol)`` saved by :func:`save_reference_features`; errors name the
+    file. Check the protocol with :func:`check_reference_features` before using them."""
     saved = load_plain(path)
     if not isinstance(saved, dict) or "features" not in saved:
         raise ValueError(f"{path} is not a reference-features file (save one with GenerativeMetrics.save_reference "
                          "or `zoo evaluate ... --save_reference PATH`)")
-    if saved.get("protocol") != protocol:
-        raise ValueError(f"{path} holds features of another extractor protocol ({saved.get('protocol')}); this "
-                         f"evaluation uses {protocol}")
-    if need_pixels and saved.get("pixels") is None:
-        raise ValueError(f"{path} holds no pixels, which the requested metrics need")
     shape = saved.get("data_shape")
-    return FeatureSet(saved["features"], saved.get("pixels")), tuple(shape) if shape is not None else None
+    return (FeatureSet(saved["features"], saved.get("pixels")), tuple(shape) if shape is not None else None,
+            saved.get("protocol"))
+
+
+def check_reference_features(path: str | Path, features: FeatureSet, saved_protocol: dict | None, protocol: dict,
+                             need_pixels: bool) -> None:
+    """Saved reference features must come from the extractor protocol in use, with pixels when a metric needs them."""
+    if saved_protocol != protocol:
+        raise ValueError(f"{path} holds features of another extractor protocol ({saved_protocol}); this "
+                         f"evaluation uses {protocol}")
+    if need_pixels and features.pixels is None:
+        raise ValueError(f"{path} holds no pixels, which the requested metrics need")
