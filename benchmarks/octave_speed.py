@@ -81,14 +81,15 @@ def model_step_seconds(alpha: float, batch: int, repeats: int) -> float:
     g_opt, d_opt = (torch.optim.Adam(p, lr=2e-4, betas=(0.5, 0.999))
                     for p in (model.generator.parameters(), model.critic.parameters()))
     real = torch.rand(batch, *shape) * 2 - 1
+    noise = torch.Generator().manual_seed(0)  # the losses' randomness (none for DCGAN, but part of the signature)
 
     def step():  # the two updates of one batch, without the Lightning loop around them
         fake = model.generator(torch.randn(batch, 100))
         d_opt.zero_grad()
-        model.critic_loss({"x": real}, {"x": fake.detach()})["loss"].backward()
+        model.critic_loss({"x": real}, {"x": fake.detach()}, noise)["loss"].backward()
         d_opt.step()
         g_opt.zero_grad()
-        model.generator_loss({"x": fake})["loss"].backward()
+        model.generator_loss({"x": fake}, noise)["loss"].backward()
         g_opt.step()
 
     return seconds(step, repeats)

@@ -38,7 +38,7 @@ def test_training_ends_with_a_fitted_map_and_a_checkpoint_that_samples(tmp_path)
     grid = SampleGrid(num_samples=16, every_n_steps=1, every_n_epochs=None)  # would fire at every step
     checkpoint = StepCheckpoint(dirpath=tmp_path, every_n_train_steps=1000, save_last=True, save_top_k=-1)
     trainer = quiet_trainer(tmp_path, max_epochs=2, callbacks=[grid, checkpoint], enable_checkpointing=True,
-                            limit_train_batches=8)
+                            limit_train_batches=8, log_every_n_steps=1)  # each step's loss, not interval means
     first_loss = None
 
     class Losses(L.Callback):

@@ -220,7 +220,7 @@ def test_penalties_vanish_for_a_form_within_the_bounds_and_match_hand_values_out
     form = DifferentialForm((4,), Linear0Form(c), ConstantCovector(torch.tensor([0.2, 0.0, 0.0, 0.0])), k=1, alpha=1.0)
     x = x.clamp(-3, 3)
     frames1, frames2 = haar_frames(8, (4,), 1), haar_frames(8, (4,), 2)
-    assert comass_penalty(form, x, frames1, bound=1.0).item() == 0.0
+    assert comass_penalty(form(x, frames1), bound=1.0).item() == 0.0
     assert exterior_penalty(form, x, frames2, "bound").item() == 0.0  # |dω_1| + 2·0.1 = 0.2
     assert exterior_penalty(form, x, frames2, "exact").item() == 0.0
     # a steep 0-form: ‖∇f‖ = 3, so the bound variant is max(0 + 2·3 − 1, 0)² = 25 at every point
@@ -228,7 +228,7 @@ def test_penalties_vanish_for_a_form_within_the_bounds_and_match_hand_values_out
     assert exterior_penalty(steep, x, frames2, "bound").item() == pytest.approx(25.0, rel=1e-5)
     values = 3.0 * x[:, 0]
     expected = torch.relu(values.abs() - 1.0).square().mean()
-    torch.testing.assert_close(comass_penalty(steep, x, frames1, 1.0), expected)
+    torch.testing.assert_close(comass_penalty(steep(x, frames1), 1.0), expected)
     # exact variant, k = 0: |∇f·v_0| = 3 |v_0,1| per point
     steep0 = DifferentialForm((4,), Linear0Form(torch.tensor([3.0, 0, 0, 0])), None, k=0)
     v0 = frames2[..., :1]

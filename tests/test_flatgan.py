@@ -18,7 +18,8 @@ from genzoo.datamodules import Circle5
 from genzoo.flatgan import FlatGAN
 from genzoo.nets import MLPCritic, MLPGenerator, MLPOneForm
 from genzoo.nets.dcgan import DCGANGenerator
-from genzoo.ops.flat import haar_frames
+from genzoo.ops.flat import comass_penalty, exterior_penalty, haar_frames
+from genzoo.ops.losses import wasserstein_critic_loss
 from tests.helpers import ddp_run_parameters, prepared_config, quiet_trainer
 from tests.test_cli import REPO, SHARED_DATA, quick_args
 
@@ -84,6 +85,35 @@ def test_critic_loss_is_the_flat_objective_and_k0_is_a_wgan_critic(k):
     torch.testing.assert_close(terms["exterior_penalty"], exterior.detach(), rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(terms["loss"], estimate + 10.0 * (comass + exterior), rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(terms["flat_distance"], -estimate.detach())
+
+
+@pytest.mark.parametrize(("k", "variant"), [(0, "bound"), (1, "bound"), (2, "bound"), (1, "exact")])
+def test_one_evaluation_at_the_data_gives_the_separate_evaluations_loss_and_gradients(k, variant):
+    # the critic step evaluates ω at the data once (FormAtPoints) for the real scores, the comass penalty and the
+    # dω bound's 0-form gradient; evaluating each separately (as before) must give the same loss and gradients
+    torch.manual_seed(0)
+    model = circle_model(k=k, data_shape=(3,), oriented_ranges=[1.0] * k, comass_bound=0.05,
+                         exterior_penalty=variant, generator=lambda z, s, r: MLPGenerator(z, s, r, width=16, depth=2))
+    with torch.no_grad():  # steep enough that both hinges are active
+        for p in model.critic.parameters():
+            p.mul_(3.0)
+    x = torch.randn(8, 3)
+    real = {"x": x, "tangents": torch.randn(8, 3, k)} if k else {"x": x}
+    fake = model.fake_batch(8, torch.Generator().manual_seed(1))
+    fake = {key: value.detach() for key, value in fake.items()}
+    shared = model.critic_loss(real, fake, torch.Generator().manual_seed(2))
+    g = torch.Generator().manual_seed(2)
+    frames = haar_frames(8, model.data_shape, k, g) if k else None
+    comass = comass_penalty(model.critic(x, frames), model.comass_bound)
+    exterior = exterior_penalty(model.critic, x, haar_frames(8, model.data_shape, k + 1, g), variant)
+    scores = model.critic(x, real.get("tangents")), model.critic(fake["x"], fake.get("tangents"))
+    separate = wasserstein_critic_loss(*scores) + model.penalty_weight * (comass + exterior)
+    assert comass > 0 and exterior > 0
+    torch.testing.assert_close(shared["loss"], separate, rtol=1e-5, atol=1e-7)
+    params = list(model.critic.parameters())
+    expected = torch.autograd.grad(separate, params)
+    for got, want in zip(torch.autograd.grad(shared["loss"], params), expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-7)
 
 
 def test_generator_update_flows_through_its_tangents():

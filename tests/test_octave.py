@@ -75,6 +75,86 @@ def test_the_four_paths_compute_the_octave_equations():
                                + strided.high_to_low(F.avg_pool2d(pooled_high, 2)))
 
 
+def reference_forward(layer: nn.Module, x_high: torch.Tensor, x_low: torch.Tensor | None):
+    """The module docstring's equations with the four path modules run separately (no fused convolutions),
+    ``avg_pool2d`` and ``interpolate``: what the fused forward must equal up to rounding."""
+    pool, up = (lambda x: F.avg_pool2d(x, 2)), (lambda x: F.interpolate(x, scale_factor=2, mode="nearest"))
+    transposed = isinstance(layer, OctaveConvTranspose2d)
+    strided = not transposed and layer.stride == 2
+    high_in = pool(x_high) if strided else x_high
+    y_high = layer.high_to_high(high_in)
+    if x_low is not None:  # stride 2: the un-pooled low map already has the new high resolution
+        y_high = y_high + (layer.low_to_high(x_low) if strided else up(layer.low_to_high(x_low)))
+    if layer.high_to_low is None:
+        return (y_high,)
+    y_low = layer.high_to_low(pool(high_in))
+    if x_low is not None:
+        y_low = y_low + layer.low_to_low(pool(x_low) if strided else x_low)
+    return y_high, y_low
+
+
+ALPHA_CASES = [(0.0, 0.5), (0.5, 0.5), (0.5, 0.0), (0.25, 0.75), (0.0, 0.0)]
+
+
+def assert_matches_the_separate_paths(layer: nn.Module, channels: int, alpha_in: float, size: int) -> None:
+    x_high, x_low = pair(2, channels, alpha_in, size)
+    inputs = [x for x in (x_high, x_low) if x is not None]
+    for x in inputs:
+        x.requires_grad_(True)
+    params = [p for p in layer.parameters()]
+    out = layer(x_high if x_low is None else (x_high, x_low))
+    out = out if isinstance(out, tuple) else (out,)
+    expected = reference_forward(layer, x_high, x_low)
+    assert len(out) == len(expected)
+    g = torch.Generator().manual_seed(1)
+    cotangents = [torch.randn(o.shape, generator=g) for o in expected]
+    grads = torch.autograd.grad(out, inputs + params, cotangents)
+    expected_grads = torch.autograd.grad(expected, inputs + params, cotangents)
+    for got, want in zip(out, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    for got, want in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("alpha_in, alpha_out", ALPHA_CASES)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_fused_forward_and_gradients_match_the_four_separate_paths(alpha_in, alpha_out, stride):
+    """The forward fuses paths that share a resolution into one convolution and, on CPU, pools and adds the
+    upsampled L→H through views; outputs, input gradients and the four paths' weight gradients equal the reference."""
+    torch.manual_seed(0)
+    layer = OctaveConv2d(16, 12, 3, alpha_in, alpha_out, stride=stride)
+    assert_matches_the_separate_paths(layer, 16, alpha_in, 8)
+
+
+@pytest.mark.parametrize("alpha_in, alpha_out", ALPHA_CASES)
+def test_fused_transposed_forward_and_gradients_match_the_four_separate_paths(alpha_in, alpha_out):
+    torch.manual_seed(0)
+    layer = OctaveConvTranspose2d(16, 12, 4, alpha_in, alpha_out)
+    assert_matches_the_separate_paths(layer, 16, alpha_in, 8)
+
+
+def test_octave_upsample_matches_interpolate_then_the_separate_paths():
+    torch.manual_seed(0)
+    block = OctaveUpsample(16, 12, alpha_in=0.5, alpha_out=0.5)
+    x_high, x_low = pair(2, 16, 0.5, 4)
+    y_high, y_low = block((x_high, x_low))
+    up = lambda x: F.interpolate(x, scale_factor=2, mode="nearest")  # noqa: E731
+    want_high, want_low = reference_forward(block.conv, up(x_high), up(x_low))
+    torch.testing.assert_close(y_high, want_high, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(y_low, want_low, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_octave_conv_supports_double_backward_and_forward_mode(stride):
+    """Gradient penalties differentiate through the critic twice and FlatGAN runs forward-mode AD through the
+    generator: the fused convolutions and the view-based pooling and upsampled sum support both."""
+    torch.manual_seed(0)
+    layer = OctaveConv2d(4, 4, 3, 0.5, 0.5, stride=stride).double()
+    x_high, x_low = (x.double().requires_grad_(True) for x in pair(1, 4, 0.5, 4))
+    torch.autograd.gradcheck(lambda h, lo: layer((h, lo)), (x_high, x_low), check_forward_ad=True, fast_mode=True)
+    torch.autograd.gradgradcheck(lambda h, lo: layer((h, lo)), (x_high, x_low), fast_mode=True)
+
+
 def test_transposed_octave_convolution_doubles_both_branches():
     deconv = OctaveConvTranspose2d(64, 32, 4, 0.5, 0.5, stride=2, padding=1)
     y_high, y_low = deconv(pair(2, 64, 0.5, 8))

@@ -181,7 +181,9 @@ def test_wgan_gp_trains_with_the_mnist_nets(tmp_path):
     data_mean = 6 / 28
     before = abs(model.sample(256).mean().item() - data_mean)
     record = RecordCritic()
-    quiet_trainer(tmp_path, max_steps=120, callbacks=[record]).fit(model, Bars())  # 100 critic, 20 generator steps
+    # log_every_n_steps=1: each step's values, not means over an interval
+    trainer = quiet_trainer(tmp_path, max_steps=120, callbacks=[record], log_every_n_steps=1)
+    trainer.fit(model, Bars())  # 100 critic, 20 generator steps
     after = abs(model.sample(256).mean().item() - data_mean)
     tail_wasserstein, tail_penalty = record.wasserstein[-20:], record.penalty[-20:]
     assert len(record.wasserstein) == 100 and model.generator_step == 20

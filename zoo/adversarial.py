@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -92,13 +92,15 @@ class AdversarialModel(GenerativeModel):
         torch.optim.Adam, lr=1e-4, betas=(0.5, 0.9))
     #: the default critic's normalisation ("none", "layer" or "batch")
     critic_norm: ClassVar[str] = "none"
+    compiled_networks = ("generator", "critic")
 
     def __init__(self, data_shape: tuple[int, ...], value_range: tuple[float, float] = (-1.0, 1.0),
                  latent_dim: int = 128, generator: GeneratorFactory | None = None,
                  critic: CriticFactory | None = None, generator_optimizer: OptimizerFactory | None = None,
                  critic_optimizer: OptimizerFactory | None = None, n_critic: int = 5,
-                 ema_decay: float | None = None, max_generator_steps: int | None = None) -> None:
-        super().__init__(data_shape, value_range, latent_dim)
+                 ema_decay: float | None = None, max_generator_steps: int | None = None,
+                 compile: bool | dict[str, Any] = False) -> None:
+        super().__init__(data_shape, value_range, latent_dim, compile=compile)
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1) or None, got {ema_decay}")
         if max_generator_steps is not None and max_generator_steps < 1:

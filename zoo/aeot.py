@@ -73,7 +73,7 @@ class AEOT(AutoencoderModel):
                  angle_threshold: float = 0.75, interpolation_weight: float | None = None,
                  unpaired: str = "redraw", pairing: str = "per_source", pair_pool: int = 20_000,
                  solver: dict[str, Any] | None = None, transport_samples: int | None = None,
-                 max_outer_steps: int | None = None) -> None:
+                 max_outer_steps: int | None = None, compile: bool | dict[str, Any] = False) -> None:
         data_shape = tuple(data_shape)
         if not autoencoder and data_shape != (latent_dim,):
             raise ValueError(f"without an autoencoder the transport runs on the data itself: latent_dim must "
@@ -89,7 +89,7 @@ class AEOT(AutoencoderModel):
                                   weight=interpolation_weight, unpaired=unpaired, pairing=pairing, pair_pool=pair_pool)
         super().__init__(data_shape, value_range, latent_dim, encoder=encoder if autoencoder else identity_network,
                          decoder=decoder if autoencoder else identity_network, prior=prior,
-                         max_outer_steps=max_outer_steps)
+                         max_outer_steps=max_outer_steps, compile=compile)
         self.has_autoencoder = bool(autoencoder)
         self.code_l1_weight = float(code_l1_weight)
         self.solver_settings = dict(solver or {})

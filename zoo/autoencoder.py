@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,12 +36,13 @@ class AutoencoderModel(GenerativeModel):
 
     progress_name = "outer_step"
     budget_name = "max_outer_steps"
+    compiled_networks = ("encoder", "decoder")
 
     def __init__(self, data_shape: tuple[int, ...], value_range: tuple[float, float] = (0.0, 1.0),
                  latent_dim: int = 32, encoder: EncoderFactory | None = None, decoder: GeneratorFactory | None = None,
                  prior: PriorFactory | None = None, reconstruction_weight: float = 1.0,
-                 max_outer_steps: int | None = None) -> None:
-        super().__init__(data_shape, value_range, latent_dim)
+                 max_outer_steps: int | None = None, compile: bool | dict[str, Any] = False) -> None:
+        super().__init__(data_shape, value_range, latent_dim, compile=compile)
         if reconstruction_weight <= 0:
             raise ValueError(f"reconstruction_weight must be > 0, got {reconstruction_weight}")
         if max_outer_steps is not None and max_outer_steps < 1:

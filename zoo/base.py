@@ -38,7 +38,7 @@ from genzoo.checkpoints import (
     root_setting,
     upgrade_class_paths,
 )
-from genzoo.compat import ddp_options, trainer_of
+from genzoo.compat import ddp_options, logs_written_after_this_step, trainer_of
 from genzoo.ops.utils import eval_mode, full_precision, seeded
 from genzoo.types import OptimizerFactory
 
@@ -85,13 +85,16 @@ class GenerativeModel(L.LightningModule):
     max_overflow_streak = 20
     #: Init arguments that only steer a run (how long it trains): on resume the model's value wins over the
     #: checkpoint's. Every other init argument must match the checkpoint unless ``allowed_resume_changes`` names it.
-    run_settings: frozenset[str] = frozenset({"max_generator_steps", "max_outer_steps"})
+    run_settings: frozenset[str] = frozenset({"max_generator_steps", "max_outer_steps", "compile"})
+    #: the networks ``compile`` compiles (attribute names). Networks a loss differentiates twice (gradient
+    #: penalties) stay eager: compiled graphs (AOTAutograd) do not support double backward.
+    compiled_networks: tuple[str, ...] = ()
     #: the unit of progress (logged as ``train/<progress_name>``) and the init argument that bounds it
     progress_name = "step"
     budget_name = "max_steps"
 
     def __init__(self, data_shape: tuple[int, ...], value_range: tuple[float, float] = (-1.0, 1.0),
-                 latent_dim: int = 128) -> None:
+                 latent_dim: int = 128, compile: bool | dict[str, Any] = False) -> None:
         super().__init__()
         if latent_dim < 1:
             raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
@@ -102,6 +105,7 @@ class GenerativeModel(L.LightningModule):
         self.data_shape = tuple(int(s) for s in data_shape)
         self.value_range = (float(value_range[0]), float(value_range[1]))
         self.latent_dim = int(latent_dim)
+        self.compile_options = checked_compile_options(compile)
         self._optimizer_specs: dict[str, tuple[Callable[[], list[nn.Parameter]], OptimizerFactory]] = {}
         self.noise_seed: int | None = None  # fixed at fit start; restored from checkpoints
         self._rng: torch.Generator | None = None
@@ -114,6 +118,7 @@ class GenerativeModel(L.LightningModule):
         self.step_limit: int | None = None  # the budget, in units of progress
         self.progress_step = 0  # completed cycles
         self.cycle_position = 0  # batches taken in the current cycle
+        self._recorded: dict[str, list[torch.Tensor | float]] = {}  # this logging interval's scalars (record)
 
     def _save_init_arguments(self, frame) -> None:
         """Hyper-parameters = the init arguments the model's class accepts, gathered from every ``__init__`` in the
@@ -186,9 +191,24 @@ class GenerativeModel(L.LightningModule):
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         optimizer.step()
-        self.log(f"train/{name}_loss", loss.detach(), on_step=True, prog_bar=False)
-        for key, value in (terms or {}).items():
-            self.log(f"train/{key}", value.detach() if torch.is_tensor(value) else value, on_step=True)
+        self.record({f"{name}_loss": loss, **(terms or {})})
+
+    def record(self, terms: dict[str, torch.Tensor | float]) -> None:
+        """Training scalars, logged as ``train/<name>``: kept on the device (no sync) and handed to ``self.log``
+        once per logging interval (the trainer's ``log_every_n_steps``) as their means over the interval, so
+        every step counts in what reaches the logger while the hot path pays no ``self.log`` (about 1 ms a
+        call) and no host transfer. ``log_every_n_steps: 1`` logs every step's values."""
+        for key, value in terms.items():
+            self._recorded.setdefault(key, []).append(value.detach() if torch.is_tensor(value) else float(value))
+
+    def log_recorded(self) -> None:
+        """Log the interval's means of :meth:`record`'s scalars (one ``log_dict``) and start a new interval."""
+        means = {f"train/{key}": torch.stack([torch.as_tensor(v, dtype=torch.float32, device=self.device)
+                                              for v in values]).mean()
+                 for key, values in self._recorded.items()}
+        self._recorded.clear()
+        if means:
+            self.log_dict(means, on_step=True, on_epoch=False)
 
     # ---- the training contract ---------------------------------------------------------------------------
     def train_phases(self, batch: dict[str, torch.Tensor], phases: tuple[str, ...]) -> None:
@@ -225,12 +245,15 @@ class GenerativeModel(L.LightningModule):
         if self.cycle_position >= len(cycle):
             self.cycle_position = 0
             self.progress_step += 1
-            self.log(f"train/{self.progress_name}", float(self.progress_step), on_step=True)
             if self.budget_reached():
                 self.trainer.should_stop = True
-        if not self.after_training_done() and fit_ends_after_this_batch(self.trainer, batch_idx):
+        fit_ends = fit_ends_after_this_batch(self.trainer, batch_idx)
+        if not self.after_training_done() and fit_ends:
             with full_precision(self.device):  # training_step runs under the trainer's autocast
                 self.after_training()
+        if logs_written_after_this_step(self.trainer) or fit_ends or self.trainer.is_last_batch:
+            self._recorded[self.progress_name] = [float(self.progress_step)]  # the count, not a mean
+            self.log_recorded()
 
     def on_train_end(self) -> None:
         if not self.after_training_done():  # stopped some other way (max_time, an interrupt, early stopping)
@@ -325,11 +348,23 @@ class GenerativeModel(L.LightningModule):
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.noise_seed is None:
             self.noise_seed = torch.initial_seed()
+        if stage == "fit" and self.compile_options is not None:
+            self.compile_networks()
         options = ddp_options(trainer_of(self).strategy) if trainer_of(self) is not None else None
         if options is not None and not options.get("find_unused_parameters", False):
             # Each phase updates one network, so the others are unused in that backward pass.
             rank_zero_info(f"{type(self).__name__}: enabling DDP find_unused_parameters (one network per phase)")
             options["find_unused_parameters"] = True
+
+    def compile_networks(self) -> list[str]:
+        """``torch.compile`` each of :attr:`compiled_networks` in place (``nn.Module.compile``: the forward pass
+        is compiled, parameter names and checkpoints are unchanged); the training logic stays eager. Returns
+        the names compiled."""
+        names = [name for name in self.compiled_networks
+                 if isinstance(getattr(self, name, None), nn.Module) and list(getattr(self, name).parameters())]
+        for name in names:
+            getattr(self, name).compile(**self.compile_options)
+        return names
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.check_parameters_finite()
@@ -407,6 +442,20 @@ class GenerativeModel(L.LightningModule):
             configured = factory(params()).param_groups
             for group, wanted in zip(self.optimizer(name).param_groups, configured, strict=True):
                 group.update({key: value for key, value in wanted.items() if key != "params"})
+
+
+def checked_compile_options(compile: bool | dict[str, Any]) -> dict[str, Any] | None:
+    """None for ``compile: false``; ``torch.compile``'s keyword arguments for ``true`` (its defaults) or a dict
+    (e.g. ``{mode: max-autotune}``, ``{backend: aot_eager}``), checked against its signature."""
+    if isinstance(compile, bool):
+        return {} if compile else None
+    if not isinstance(compile, dict):
+        raise ValueError(f"compile must be true, false or a dict of torch.compile options, got {compile!r}")
+    known = set(inspect.signature(torch.compile).parameters) - {"model"}
+    unknown = sorted(set(compile) - known)
+    if unknown:
+        raise ValueError(f"compile: unknown torch.compile options {unknown}; known: {sorted(known)}")
+    return dict(compile)
 
 
 def accepted_init_arguments(cls: type) -> set[str]:

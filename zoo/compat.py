@@ -14,10 +14,13 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.trainer.connectors.logger_connector.logger_connector import _LoggerConnector
 
 #: (owner, member): what the functions below and the subclasses named alongside touch
 PRIVATE_MEMBERS: tuple[tuple[type, str, str], ...] = (
     (L.LightningModule, "_trainer", "the trainer, or None outside a fit (genzoo.base)"),
+    (L.Trainer, "_logger_connector", "when the trainer writes logs (genzoo.base's batched logging)"),
+    (_LoggerConnector, "should_update_logs", "when the trainer writes logs (genzoo.base's batched logging)"),
     (DDPStrategy, "_ddp_kwargs", "DDP options, for find_unused_parameters (genzoo.base)"),
     (ModelCheckpoint, "_every_n_train_steps", "StepCheckpoint's save interval"),
     (ModelCheckpoint, "_save_last_checkpoint", "StepCheckpoint's last.ckpt at a mid-epoch stop"),
@@ -35,6 +38,12 @@ PRIVATE_MEMBERS: tuple[tuple[type, str, str], ...] = (
 def trainer_of(module: L.LightningModule) -> L.Trainer | None:
     """The module's trainer, or None when it is not attached (``module.trainer`` raises then)."""
     return module._trainer
+
+
+def logs_written_after_this_step(trainer: L.Trainer) -> bool:
+    """Whether the trainer hands this training step's logged values to its logger (every ``log_every_n_steps``
+    batches, and when the fit stops)."""
+    return trainer._logger_connector.should_update_logs
 
 
 def ddp_options(strategy: Any) -> dict[str, Any] | None:
@@ -94,6 +103,9 @@ def missing_private_members() -> list[str]:
 def _default_instance(owner: type) -> Any:
     if owner is L.LightningModule:
         return L.LightningModule()
+    if owner is L.Trainer:
+        return L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False)
     if owner is DDPStrategy:
         return DDPStrategy()
     if owner is ModelCheckpoint:

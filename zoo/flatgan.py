@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -25,6 +25,7 @@ from genzoo.nets.forms import DifferentialForm, Downsampler, FlatCritic, FlatGen
 from genzoo.nets.mlp import MLPCritic, MLPGenerator, MLPOneForm
 from genzoo.ops.flat import (
     EXTERIOR_PENALTIES,
+    FormAtPoints,
     LatentCurrent,
     comass_penalty,
     exterior_penalty,
@@ -67,6 +68,8 @@ class FlatGAN(AdversarialModel):
     penalties are computed in fp32 under mixed precision (:func:`genzoo.ops.flat.full_precision`); the networks'
     plain forward passes follow the trainer's precision."""
 
+    compiled_networks = ("generator",)  # the penalties differentiate the forms twice
+
     def __init__(self, data_shape: tuple[int, ...], value_range: tuple[float, float] = (-1.0, 1.0),
                  latent_dim: int = 128, k: int = 2, generator: GeneratorFactory | None = None,
                  zero_form: CriticFactory | None = None, one_form: OneFormFactory | None = None,
@@ -76,7 +79,8 @@ class FlatGAN(AdversarialModel):
                  nuisance: Literal["gaussian", "uniform"] = "gaussian", nuisance_range: float = 2 * math.pi,
                  generator_optimizer: OptimizerFactory | None = None,
                  critic_optimizer: OptimizerFactory | None = None, n_critic: int = 1,
-                 ema_decay: float | None = None, max_generator_steps: int | None = None) -> None:
+                 ema_decay: float | None = None, max_generator_steps: int | None = None,
+                 compile: bool | dict[str, Any] = False) -> None:
         data_shape = tuple(int(s) for s in data_shape)
         if k < 0 or k > math.prod(data_shape):
             raise ValueError(f"k must be in [0, {math.prod(data_shape)}] for data of shape {data_shape}, got {k}")
@@ -93,7 +97,8 @@ class FlatGAN(AdversarialModel):
                                    downsample_factor=downsample_factor, blur_sigma=blur_sigma)
         super().__init__(data_shape, value_range, latent_dim, generator=generator or default_generator, critic=critic,
                          generator_optimizer=generator_optimizer, critic_optimizer=critic_optimizer,
-                         n_critic=n_critic, ema_decay=ema_decay, max_generator_steps=max_generator_steps)
+                         n_critic=n_critic, ema_decay=ema_decay, max_generator_steps=max_generator_steps,
+                         compile=compile)
         if k and has_batch_norm(self.generator):
             raise ValueError("FlatGAN's generator must not use batch norm: its tangents are per-sample Jacobians")
         if has_batch_norm(self.critic):
@@ -110,26 +115,28 @@ class FlatGAN(AdversarialModel):
 
     # ---- the objective -------------------------------------------------------------------------------------
     def critic_loss(self, real: Batch, fake: Batch, noise: torch.Generator) -> dict[str, torch.Tensor]:
-        x = real["x"]
-        real_scores = self.critic(x, self.data_tangents(real))
         fake_scores = self.critic(fake["x"], fake.get("tangents"))
+        with full_precision(self.device):
+            # ω at the data points once, in fp32: the real scores and both penalties read it
+            at_data = FormAtPoints(self.critic, real["x"].float())
+            real_scores = at_data(self.data_tangents(real))
+            comass, exterior = self.flat_penalties(at_data, noise)
         loss = wasserstein_critic_loss(real_scores, fake_scores)  # (g#S − T)(ω), the flat-distance estimate's negative
-        comass, exterior = self.flat_penalties(x, noise)
         return {"loss": loss + self.penalty_weight * (comass + exterior), "flat_distance": -loss.detach(),
                 "comass_penalty": comass.detach(), "exterior_penalty": exterior.detach()}
 
     def generator_loss(self, fake: Batch, noise: torch.Generator) -> dict[str, torch.Tensor]:
         return {"loss": wasserstein_generator_loss(self.critic(fake["x"], fake.get("tangents")))}
 
-    def flat_penalties(self, x: torch.Tensor, noise: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """‖ω‖* ≤ λ against one Haar k-frame and ‖dω‖* ≤ 1 against one Haar (k+1)-frame per data point."""
+    def flat_penalties(self, at_data: FormAtPoints, noise: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """‖ω‖* ≤ λ against one Haar k-frame and ‖dω‖* ≤ 1 against one Haar (k+1)-frame per data point (fp32)."""
+        x = at_data.points.detach()
         n = len(x)
         with full_precision(self.device):
-            x = x.float()
             frames = haar_frames(n, self.data_shape, self.k, noise, x.device) if self.k else None
-            comass = comass_penalty(self.critic, x, frames, self.comass_bound)
+            comass = comass_penalty(at_data(frames), self.comass_bound)
             frames = haar_frames(n, self.data_shape, self.k + 1, noise, x.device)
-            exterior = exterior_penalty(self.critic, x, frames, self.exterior_penalty)
+            exterior = exterior_penalty(self.critic, x, frames, self.exterior_penalty, at_points=at_data)
         return comass, exterior
 
     def data_tangents(self, real: Batch) -> torch.Tensor | None:

@@ -34,6 +34,7 @@ mix, which sets the statistics, is the same.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import torch
 from torch import nn
@@ -60,6 +61,7 @@ class FlexAE(AutoencoderModel):
     image critic 2e-4 (0.5, 0.9); smoothing 2e-4 (0.5, 0.9); P-GEN 2e-4 (0, 0.9); encoder 1e-5 (0, 0.9)."""
 
     smoothing = False  # FlexAE-SR sets it
+    compiled_networks = ("encoder", "decoder", "prior")  # the critics' gradient penalties differentiate them twice
 
     def __init__(self, data_shape: tuple[int, ...], value_range: tuple[float, float] = (0.0, 1.0),
                  latent_dim: int = 32, noise_dim: int | None = None, learned_prior: bool = True,
@@ -73,7 +75,7 @@ class FlexAE(AutoencoderModel):
                  smoothing_optimizer: OptimizerFactory | None = None,
                  prior_optimizer: OptimizerFactory | None = None,
                  encoder_optimizer: OptimizerFactory | None = None,
-                 max_outer_steps: int | None = None) -> None:
+                 max_outer_steps: int | None = None, compile: bool | dict[str, Any] = False) -> None:
         if n_critic < 1:
             raise ValueError(f"n_critic must be >= 1, got {n_critic}")
         for name, value in (("gp_weight", gp_weight), ("lambda_prior", lambda_prior),
@@ -84,7 +86,7 @@ class FlexAE(AutoencoderModel):
         prior = (functools.partial(LearnedPrior, noise_dim=noise_dim, network=prior_network) if learned_prior
                  else GaussianPrior)
         super().__init__(data_shape, value_range, latent_dim, encoder=encoder, decoder=decoder, prior=prior,
-                         max_outer_steps=max_outer_steps)
+                         max_outer_steps=max_outer_steps, compile=compile)
         self.learned_prior = learned_prior
         self.n_critic = n_critic
         self.gp_weight = float(gp_weight)

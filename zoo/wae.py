@@ -16,7 +16,7 @@ autoencoder so that the baselines differ from FlexAE only in the objective.
 from __future__ import annotations
 
 import functools
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -29,13 +29,16 @@ from genzoo.types import CriticFactory, EncoderFactory, GeneratorFactory, Optimi
 
 
 class WAE(AutoencoderModel):
+    compiled_networks = ("encoder", "decoder", "adversary")
+
     def __init__(self, data_shape: tuple[int, ...], value_range: tuple[float, float] = (0.0, 1.0),
                  latent_dim: int = 32, regularizer: Literal["gan", "mmd"] = "mmd", penalty_weight: float = 10.0,
                  reconstruction_weight: float = 0.05, prior_scale: float = 1.0,
                  encoder: EncoderFactory | None = None, decoder: GeneratorFactory | None = None,
                  adversary: CriticFactory | None = None, autoencoder_optimizer: OptimizerFactory | None = None,
                  adversary_optimizer: OptimizerFactory | None = None,
-                 mmd_scales: tuple[float, ...] = WAE_IMQ_SCALES, max_outer_steps: int | None = None) -> None:
+                 mmd_scales: tuple[float, ...] = WAE_IMQ_SCALES, max_outer_steps: int | None = None,
+                 compile: bool | dict[str, Any] = False) -> None:
         if regularizer not in ("gan", "mmd"):
             raise ValueError(f"regularizer must be 'gan' or 'mmd', got {regularizer!r}")
         if penalty_weight < 0:
@@ -44,7 +47,8 @@ class WAE(AutoencoderModel):
             raise ValueError(f"mmd_scales must be positive, got {mmd_scales}")
         super().__init__(data_shape, value_range, latent_dim, encoder=encoder, decoder=decoder,
                          prior=functools.partial(GaussianPrior, scale=prior_scale),
-                         reconstruction_weight=reconstruction_weight, max_outer_steps=max_outer_steps)
+                         reconstruction_weight=reconstruction_weight, max_outer_steps=max_outer_steps,
+                         compile=compile)
         self.regularizer = regularizer
         self.penalty_weight = float(penalty_weight)
         self.mmd_scales = tuple(float(s) for s in mmd_scales)

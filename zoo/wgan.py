@@ -73,6 +73,8 @@ class WGANGP(WassersteinGAN):
     no warm-up (the shared defaults of :class:`~genzoo.adversarial.AdversarialModel`). The critic must not use
     batch norm (it couples the samples the penalty treats one by one)."""
 
+    compiled_networks = ("generator",)  # the penalty differentiates the critic twice
+
     def __init__(self, *args, gp_weight: float = 10.0, gp_eps: float = 1e-12, **kwargs) -> None:
         if gp_weight < 0:
             raise ValueError(f"gp_weight must be >= 0, got {gp_weight}")

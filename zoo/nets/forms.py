@@ -86,10 +86,17 @@ class DifferentialForm(nn.Module):
     def k_part(self, x: torch.Tensor, tangents: torch.Tensor) -> torch.Tensor:
         """α·det(Vᵀ Ω(x)): the 1-forms run in the ambient precision, the projection and the k×k determinant
         in fp32 (α is 1e-5 for MNIST and the entries are products of small differences)."""
+        return self.pair(tangents, self.one_form_values(x))
+
+    def one_form_values(self, x: torch.Tensor) -> torch.Tensor:
+        """Ω(x): the k 1-forms at ``x``, ``(B, m, k)``."""
+        return torch.stack([net(x).flatten(1) for net in self.one_forms], dim=2)
+
+    def pair(self, tangents: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
+        """α·det(Vᵀ Ω) for tangent frames ``(B, *data_shape, k)`` and 1-form values ``omega`` (fp32)."""
         if tangents.shape[1:] != (*self.data_shape, self.k):
             raise ValueError(f"tangents must be shaped (B, *{self.data_shape}, {self.k}), got {tuple(tangents.shape)}")
-        omega = torch.stack([net(x).flatten(1) for net in self.one_forms], dim=2)  # (B, m, k)
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with torch.autocast(device_type=omega.device.type, enabled=False):
             projected = self.project(tangents.float())  # (B, k, m)
             if projected.shape[2] != omega.shape[1]:
                 raise ValueError(f"the 1-form networks return {omega.shape[1]} numbers per point, but the tangents' "

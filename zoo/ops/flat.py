@@ -10,6 +10,7 @@ vectors on the last axis); the pairing of two simple k-vectors is ⟨v, w⟩ = d
   forward-mode differentiation batched over the k directions (differentiable for the generator update).
 - :func:`exterior_derivative`: dη(v_0, …, v_k) = Σ_i (−1)^i D_x[η(·; v_0, …, v̂_i, …, v_k)]·v_i for constant
   vector fields, by forward-mode directional derivatives.
+- :class:`FormAtPoints`: a form evaluated once at fixed points, shared by scores and penalties.
 - :func:`comass_penalty`, :func:`exterior_penalty`: the soft flat-norm constraints ‖ω‖* ≤ λ and ‖dω‖* ≤ 1 at
   data points, squared hinges as in the authors' ``flatgan.py``.
 - :class:`LatentCurrent`: the latent current S = e_1∧…∧e_k on the first k (uniform) latent coordinates.
@@ -127,35 +128,59 @@ def exterior_derivative(form: Callable[[torch.Tensor, torch.Tensor], torch.Tenso
 
 
 # ---- flat-norm penalties -----------------------------------------------------------------------------------
-def comass_penalty(form: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor], x: torch.Tensor,
-                   frames: torch.Tensor | None, bound: float = 1.0) -> torch.Tensor:
-    """mean(max(|ω(x)(v)| − λ, 0)²) with one random unit k-vector v per point: a stochastic lower bound on
-    the comass ‖ω(x)‖* (the sup over unit simple k-vectors), hinged at λ (``flatgan.py`` L91-96)."""
-    return torch.relu(form(x, frames).abs() - bound).square().mean()
+class FormAtPoints:
+    """A mixed form ω = f + ω_k evaluated once at fixed points ``x``: the 0-form's values f(x) (differentiable
+    in ``x``, for its input gradients) and the 1-forms' values Ω(x). ``self(frames)`` is ω(x)(frames) for any
+    frames at those points. FlatGAN's critic step reads ω at the data points three times (the real scores,
+    the comass penalty and the 0-form gradient of the dω bound): one evaluation serves all three."""
+
+    def __init__(self, form, x: torch.Tensor) -> None:
+        self.form, self.k = form, form.k
+        self.points = x.detach().requires_grad_(True)
+        self.zero_form_values = form.zero_form(self.points)
+        self.one_form_values = form.one_form_values(self.points) if self.k else None
+
+    def __call__(self, frames: torch.Tensor | None) -> torch.Tensor:
+        if self.k == 0:
+            return self.zero_form_values
+        if frames is None:
+            raise ValueError(f"a {self.k}-form needs {self.k} tangent vectors per sample")
+        return self.zero_form_values + self.form.pair(frames, self.one_form_values)
+
+    def zero_form_gradients(self) -> torch.Tensor:
+        """∇f at the points, ``(B, d)``, differentiable (create_graph) for the penalty's own gradient."""
+        (grads,) = torch.autograd.grad(self.zero_form_values.sum(), self.points, create_graph=True)
+        return grads.flatten(1)
+
+
+def comass_penalty(values: torch.Tensor, bound: float = 1.0) -> torch.Tensor:
+    """mean(max(|ω(x)(v)| − λ, 0)²) for ``values`` ω(x)(v) with one random unit k-vector v per point: a
+    stochastic lower bound on the comass ‖ω(x)‖* (the sup over unit simple k-vectors), hinged at λ
+    (``flatgan.py`` L91-96)."""
+    return torch.relu(values.abs() - bound).square().mean()
 
 
 def exterior_penalty(form, x: torch.Tensor, frames: torch.Tensor, variant: Literal["bound", "exact"] = "bound",
-                     eps: float = 1e-12) -> torch.Tensor:
+                     eps: float = 1e-12, at_points: FormAtPoints | None = None) -> torch.Tensor:
     """mean(max(‖dω(x)‖ − 1, 0)²) at the points ``x`` for a mixed form ω = f + ω_k
     (:class:`genzoo.nets.forms.DifferentialForm`), with a random (k+1)-frame per point.
 
     ``bound`` (the authors' choice, "closer to WGAN-GP"): |dω_k(v_0..v_k)| + (k+1)·mean_batch ‖∇f‖, an
-    upper bound; the 0-form enters through its batch-mean gradient norm, a scalar. ``exact``: the
-    alternating sum over the whole mixed form, |Σ_i (−1)^i D_x[ω(·)(V_î)]·v_i| (for k = 0 that is |∇f·v_0|,
-    for k ≥ 1 the 0-form contributes ∇f·Σ(−1)^i v_i), as ``use_bound=False`` in the authors' code."""
+    upper bound; the 0-form enters through its batch-mean gradient norm, a scalar (read from ``at_points``,
+    ω already evaluated at ``x``, when given). ``exact``: the alternating sum over the whole mixed form,
+    |Σ_i (−1)^i D_x[ω(·)(V_î)]·v_i| (for k = 0 that is |∇f·v_0|, for k ≥ 1 the 0-form contributes
+    ∇f·Σ(−1)^i v_i), as ``use_bound=False`` in the authors' code."""
     if variant not in EXTERIOR_PENALTIES:
         raise ValueError(f"variant must be one of {EXTERIOR_PENALTIES}, got {variant!r}")
     k = form.k
     if variant == "exact":
         value = exterior_derivative(lambda p, v: form(p, v if k else None), x, frames).abs()
     else:
-        points = x.detach().requires_grad_(True)
-        (grads,) = torch.autograd.grad(form.zero_form(points).sum(), points, create_graph=True)
-        value = (k + 1) * torch.sqrt(grads.flatten(1).square().sum(1) + eps).mean()
+        grads = (at_points or FormAtPoints(form, x)).zero_form_gradients()
+        value = (k + 1) * torch.sqrt(grads.square().sum(1) + eps).mean()
         if k:
             value = value + exterior_derivative(form.k_part, x, frames).abs()
     return torch.relu(value - 1.0).square().mean()
-
 
 
 # ---- the latent current ------------------------------------------------------------------------------------
