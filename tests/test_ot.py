@@ -1,6 +1,7 @@
 """The semi-discrete OT solver (zoo/ops/ot.py) and the AE-OT prior: analytic potentials, the energy's gradient,
-block-wise argmax and chunking, determinism, resuming, the adaptive step on the 25-mode grid, argument checks,
-the singularity-aware extension, TransportPrior and the 2-process (gloo) sharded estimate. Runs on CPU."""
+block-wise argmax and chunking, the batched evaluation against a dense reference, determinism, resuming, the
+adaptive step on the 25-mode grid, argument checks, the singularity-aware extension, TransportPrior and the
+2-process (gloo) sharded estimate. Runs on CPU."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.quasirandom import SobolEngine
 
+import genzoo.ops.ot as ot_module
 from genzoo.ops.ot import (
     ScoreTable,
     SemiDiscreteOT,
     UniformBox,
     _choose_block,
+    _mix_seed,
     accepted_pairs,
     extended_codes,
     pair_codes,
@@ -193,6 +196,83 @@ def test_chunked_measures_equal_unchunked_ones(sampler):
         assert torch.equal(w_whole, w_chunked)
         assert e_chunked == pytest.approx(e_whole, rel=1e-6)  # float32 scores, summed in another order
     assert whole.measures(h)[0].sum() == 1.0
+
+
+def test_score_table_buffer_and_workspace_give_the_same_scores_and_argmax():
+    g = torch.Generator().manual_seed(8)
+    targets, h = torch.randn(37, 4, generator=g), torch.randn(37, generator=g)
+    table = ScoreTable(targets, h, 8)
+    points = torch.cat([torch.randn(300, 4, generator=g), torch.ones(300, 1)], 1)
+    buffer, space = table.buffer(300), table.workspace(300)
+    for rows in (300, 17, 1, 299):  # shorter and longer than the last use: stale rows must not leak in
+        scores = table.scores(points[:rows], buffer)  # the product of the 37 real columns, the padding preset
+        assert scores.data_ptr() == buffer.data_ptr() and scores.shape == (rows, 40)
+        assert torch.equal(scores, table.scores(points[:rows]))  # the whole padded product, padding included
+        values, index = table.argmax(scores, out=space)
+        assert torch.equal(index, torch.argmax(scores[:, :37], 1))
+        assert torch.equal(values, scores[:, :37].max(1).values)
+        assert values.data_ptr() == space.values.data_ptr()  # written into the workspace, not a new tensor
+
+
+# ---- the evaluation against a dense reference --------------------------------------------------------------
+def _reference_points(box: UniformBox, m: int, chunk_size: int, step: int, dtype: torch.dtype) -> torch.Tensor:
+    """The ``m`` source points of ``step`` built without :meth:`UniformBox.chunks`: the whole Sobol sequence in one
+    draw, or each pseudo-random chunk from its own generator; then low + width·u, as chunks() computes it."""
+    if box.sampler == "random":
+        unit = torch.cat([torch.empty(min(chunk_size, m - start), box.dim, dtype=dtype).uniform_(
+            generator=torch.Generator().manual_seed(_mix_seed(box.seed, step, index)))
+            for index, start in enumerate(range(0, m, chunk_size))])
+    else:
+        scramble = box.sampler == "scrambled_sobol"
+        engine = SobolEngine(box.dim, scramble=scramble, seed=_mix_seed(box.seed, step) if scramble else None)
+        unit = engine.draw(m).to(dtype)
+    return unit * (box.high - box.low).to(dtype) + box.low.to(dtype)
+
+
+@pytest.mark.parametrize("sampler", ["sobol", "scrambled_sobol", "random"])
+def test_points_do_not_depend_on_the_batching_or_the_shard(sampler, monkeypatch):
+    box = UniformBox(3, low=[-1.0, 0.0, 0.5], high=[1.0, 0.25, 2.0], sampler=sampler, seed=4)
+    m, chunk, cpu = 1000, 64, torch.device("cpu")  # 16 chunks, the last of 40 points
+    reference = _reference_points(box, m, chunk, 2, F64)
+    for budget in (1, 3 * 4 * chunk, 10**9):  # batches of one chunk, of three (the last of one), of all sixteen
+        monkeypatch.setattr(ot_module, "POINT_BUDGET", budget)
+        whole = torch.cat([c.clone() for c in box.chunks(m, chunk, 2, cpu, F64)])
+        assert torch.equal(whole[:, :-1], reference), budget
+        assert bool((whole[:, -1] == 1).all())
+        for world in (2, 3):
+            shards = [[c.clone() for c in box.chunks(m, chunk, 2, cpu, F64, (rank, world))] for rank in range(world)]
+            assert sum(map(len, shards)) == 16
+            assert torch.equal(torch.cat([shards[i % world][i // world] for i in range(16)]), whole), (budget, world)
+
+
+@pytest.mark.parametrize("block", [None, 13])
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+@pytest.mark.parametrize("sampler", ["sobol", "scrambled_sobol", "random"])
+def test_measures_equal_a_dense_argmax_over_all_points(sampler, dtype, block, monkeypatch):
+    """The chunked, batched evaluation against the plainest one: every score of every point at once, the first
+    index of each row's max counted. Halves and sixteenths with dyadic Sobol points make float64 scores exact, so
+    the duplicated targets tie exactly and the first copy must take their points (blocks of 13: also across
+    blocks)."""
+    monkeypatch.setattr(ot_module, "POINT_BUDGET", 3 * 4 * 64)  # batches of three chunks of 64 points
+    g = torch.Generator().manual_seed(11)
+    n, d, m = 45, 3, 1000
+    targets = torch.randint(-2, 3, (n, d), generator=g).to(dtype) / 2
+    h = torch.randint(-4, 5, (n,), generator=g).double() / 16
+    targets[3] = 1.5  # outside the others' range: target 3 takes a corner of the box
+    for copy in (7, 30):
+        targets[copy], h[copy] = targets[3], h[3]
+    solver = SemiDiscreteOT(targets, sampler=sampler, num_samples=m, chunk_size=64, dtype=dtype)
+    assert solver.block == 64  # one block of 64, 19 of them padding
+    if block is not None:
+        solver.block = block  # four blocks, the last 6 padding: copies 3 and 7 in one block, 30 in the third
+    w, energy = solver.measures(h, step=1)
+
+    points = _reference_points(solver.source, m, 64, 1, dtype)
+    scores = torch.cat([points, torch.ones(m, 1, dtype=dtype)], 1) @ torch.cat([targets.T, h.to(dtype)[None]])
+    assert torch.equal(w, torch.bincount(scores.argmax(1), minlength=n).double() / m)
+    expected = float(scores.max(1).values.double().mean() - h @ solver.weights)
+    assert energy == pytest.approx(expected, rel=1e-12 if dtype == F64 else 1e-6)
+    assert float(w[3]) > 0 and w[7] == 0 and w[30] == 0
 
 
 # ---- determinism -------------------------------------------------------------------------------------------
