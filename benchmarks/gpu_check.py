@@ -190,9 +190,11 @@ def ot_fraction(args, device: torch.device) -> dict:
 
 def evaluation_seconds(args, device: torch.device) -> dict:
     from genzoo.evaluation import Evaluator
+    from genzoo.evaluation.extractors.pretrained import save_random_inception_weights
 
     if not Path(os.environ.get("GENZOO_INCEPTION_WEIGHTS", "")).is_file():
-        os.environ["GENZOO_INCEPTION_WEIGHTS"] = random_inception_weights(Path(tempfile.mkdtemp()))
+        weights_file = save_random_inception_weights(Path(tempfile.mkdtemp()) / "inception.pth")
+        os.environ["GENZOO_INCEPTION_WEIGHTS"] = str(weights_file)
         weights = "random (timing only)"
     else:
         weights = os.environ["GENZOO_INCEPTION_WEIGHTS"]
@@ -208,26 +210,6 @@ def evaluation_seconds(args, device: torch.device) -> dict:
     synchronize()
     return {"seconds": round(time.perf_counter() - start, 2), "n_samples": n, "metrics": sorted(result.values),
             "inception_weights": weights}
-
-
-def random_inception_weights(directory: Path) -> str:
-    """torch-fidelity's FID Inception-v3 with PyTorch's default initialisation, saved as a weights file."""
-    import torch_fidelity.feature_extractor_inceptionv3 as inception
-
-    class RandomInception(inception.FeatureExtractorInceptionV3):
-        def load_state_dict(self, state_dict, strict=True, assign=False):  # keep the random initialisation
-            return None
-
-    original = inception.load_state_dict_from_url
-    inception.load_state_dict_from_url = lambda *args, **kwargs: {}
-    try:
-        torch.manual_seed(0)
-        net = RandomInception("inception-v3-compat", ["2048"])
-    finally:
-        inception.load_state_dict_from_url = original
-    path = directory / "random-inception.pth"
-    torch.save(net.state_dict(), path)
-    return str(path)
 
 
 SECTIONS = {"mixed_precision": mixed_precision, "flatgan_autocast": flatgan_autocast, "images_per_s": images_per_s,

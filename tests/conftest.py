@@ -44,23 +44,9 @@ def cifar10_jpeg_test_dir() -> Path:
 def random_inception_weights(tmp_path_factory) -> Path:
     """A weights file for torch-fidelity's FID Inception-v3 with random (PyTorch default) initialisation:
     the real architecture and code path, meaningless numbers (the published weights cannot be had offline)."""
-    import torch
-    import torch_fidelity.feature_extractor_inceptionv3 as inception
+    from genzoo.evaluation.extractors.pretrained import save_random_inception_weights
 
-    class RandomInception(inception.FeatureExtractorInceptionV3):
-        def load_state_dict(self, state_dict, strict=True, assign=False):  # keep the random initialisation
-            return None
-
-    original = inception.load_state_dict_from_url
-    inception.load_state_dict_from_url = lambda *args, **kwargs: {}
-    try:
-        torch.manual_seed(0)
-        net = RandomInception("inception-v3-compat", ["2048"])
-    finally:
-        inception.load_state_dict_from_url = original
-    path = tmp_path_factory.mktemp("weights") / "random-inception.pth"
-    torch.save(net.state_dict(), path)
-    return path
+    return save_random_inception_weights(tmp_path_factory.mktemp("weights") / "random-inception.pth")
 
 
 @pytest.fixture(scope="session", autouse=True)

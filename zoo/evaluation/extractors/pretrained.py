@@ -131,3 +131,24 @@ class VGG16Extractor(PretrainedExtractor):
     def protocol(self) -> dict[str, str | int]:
         return {"extractor": "vgg16", "layer": "fc2_relu", "dim": self.dim, "weights": self.weights_sha256[:16],
                 "resize": "tf1-bilinear-224", "input": "uint8 RGB (rounded; grey tiled), ImageNet-normalised"}
+
+
+def save_random_inception_weights(path: str | Path, seed: int = 0) -> Path:
+    """A weights file for torch-fidelity's FID Inception-v3 with PyTorch's default (random) initialisation: the
+    real architecture and code path with meaningless features, for tests and timing where the published weights
+    cannot be had (``GENZOO_INCEPTION_WEIGHTS`` points at it)."""
+    import torch_fidelity.feature_extractor_inceptionv3 as inception
+
+    class RandomInception(inception.FeatureExtractorInceptionV3):
+        def load_state_dict(self, state_dict, strict=True, assign=False):  # keep the random initialisation
+            return None
+
+    original = inception.load_state_dict_from_url
+    inception.load_state_dict_from_url = lambda *args, **kwargs: {}
+    try:
+        torch.manual_seed(seed)
+        net = RandomInception("inception-v3-compat", ["2048"])
+    finally:
+        inception.load_state_dict_from_url = original
+    torch.save(net.state_dict(), path)
+    return Path(path)
